@@ -1,0 +1,197 @@
+package preprocess
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+const fixtureDir = "../../testdata"
+
+// refTensor is one tensor of testdata/ref/images.safetensors.
+type refTensor struct {
+	dtype string
+	shape []int
+	data  []byte
+}
+
+var (
+	refOnce sync.Once
+	refMap  map[string]refTensor
+	refErr  error
+)
+
+// loadRef reads images.safetensors with a minimal parser (the format is a
+// length, a JSON header and raw bytes), keeping these tests free of other
+// packages of the repo.
+func loadRef(t testing.TB) map[string]refTensor {
+	t.Helper()
+	refOnce.Do(func() {
+		b, err := os.ReadFile(filepath.Join(fixtureDir, "ref", "images.safetensors"))
+		if err != nil {
+			refErr = err
+			return
+		}
+		n := binary.LittleEndian.Uint64(b)
+		var hdr map[string]json.RawMessage
+		if refErr = json.Unmarshal(b[8:8+n], &hdr); refErr != nil {
+			return
+		}
+		refMap = map[string]refTensor{}
+		for name, raw := range hdr {
+			if name == "__metadata__" {
+				continue
+			}
+			var e struct {
+				DType   string   `json:"dtype"`
+				Shape   []int    `json:"shape"`
+				Offsets [2]int64 `json:"data_offsets"`
+			}
+			if refErr = json.Unmarshal(raw, &e); refErr != nil {
+				return
+			}
+			base := 8 + int64(n)
+			refMap[name] = refTensor{e.DType, e.Shape, b[base+e.Offsets[0] : base+e.Offsets[1]]}
+		}
+	})
+	if refErr != nil {
+		t.Fatalf("loading reference tensors: %v", refErr)
+	}
+	return refMap
+}
+
+func refU8(t testing.TB, name string) refTensor {
+	t.Helper()
+	r, ok := loadRef(t)[name]
+	if !ok || r.dtype != "U8" {
+		t.Fatalf("reference %s missing or not U8", name)
+	}
+	return r
+}
+
+func refF32(t testing.TB, name string) []float32 {
+	t.Helper()
+	r, ok := loadRef(t)[name]
+	if !ok || r.dtype != "F32" {
+		t.Fatalf("reference %s missing or not F32", name)
+	}
+	out := make([]float32, len(r.data)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(r.data[4*i:]))
+	}
+	return out
+}
+
+// llavaConfig is the checkpoint's own preprocessor config (llava-hf form).
+func llavaConfig(t testing.TB) Config {
+	t.Helper()
+	c, err := LoadConfig(filepath.Join(fixtureDir, "tiny-llava", "preprocessor_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var pngFixtures = []string{"square_336", "tall_200x500", "tiny_32x24", "rgba_300x220", "gray_260x180"}
+
+func TestDecodedRGBMatchesPillowPNG(t *testing.T) {
+	for _, key := range pngFixtures {
+		img, err := DecodeFile(filepath.Join(fixtureDir, "images", key+".png"), DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := refU8(t, key+".decoded_rgb")
+		if img.H != ref.shape[0] || img.W != ref.shape[1] || ref.shape[2] != 3 {
+			t.Fatalf("%s: decoded %dx%d, reference shape %v", key, img.W, img.H, ref.shape)
+		}
+		for i := range img.Pix {
+			if img.Pix[i] != ref.data[i] {
+				t.Fatalf("%s: byte %d (pixel %d, channel %d) = %d, Pillow has %d", key, i, i/3, i%3, img.Pix[i], ref.data[i])
+			}
+		}
+	}
+}
+
+// compareValues holds got to the reference with the brief's criteria and
+// reports the largest difference.
+func compareValues(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, reference has %d", name, len(got), len(want))
+	}
+	maxDiff, equal := 0.0, 0
+	for i := range got {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		maxDiff = max(maxDiff, d)
+		if d <= 1e-6 {
+			equal++
+		}
+	}
+	t.Logf("%s: max |Δ| = %g, %d/%d within 1e-6", name, maxDiff, equal, len(got))
+	if maxDiff > 0.0151 || float64(equal) < 0.99*float64(len(got)) {
+		t.Errorf("%s: max |Δ| = %g (limit 0.0151), %.4f%% within 1e-6 (need 99%%)",
+			name, maxDiff, 100*float64(equal)/float64(len(got)))
+	}
+}
+
+func TestPixelValuesMatchCLIPImageProcessor(t *testing.T) {
+	c := llavaConfig(t)
+	for _, key := range pngFixtures {
+		img, err := DecodeFile(filepath.Join(fixtureDir, "images", key+".png"), DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareValues(t, key+".hf", c.PixelValues(img, Crop), refF32(t, key+".pixel_values.hf"))
+		compareValues(t, key+".pad", c.PixelValues(img, Pad), refF32(t, key+".pixel_values.pad"))
+	}
+}
+
+// The JPEG's pipeline is checked from Pillow's own decoded pixels, which
+// separates the resize and normalisation from the (IDCT-limited) decode.
+func TestPixelValuesFromPillowDecodedJPEG(t *testing.T) {
+	c := llavaConfig(t)
+	ref := refU8(t, "wide_640x360.decoded_rgb")
+	img := &Image{W: ref.shape[1], H: ref.shape[0], Pix: ref.data}
+	compareValues(t, "wide_640x360.hf", c.PixelValues(img, Crop), refF32(t, "wide_640x360.pixel_values.hf"))
+	compareValues(t, "wide_640x360.pad", c.PixelValues(img, Pad), refF32(t, "wide_640x360.pixel_values.pad"))
+}
+
+func TestJPEGDecodeMatchesLibjpeg(t *testing.T) {
+	img, err := DecodeFile(filepath.Join(fixtureDir, "images", "wide_640x360.jpg"), DecodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := refU8(t, "wide_640x360.decoded_rgb")
+	if img.H != ref.shape[0] || img.W != ref.shape[1] {
+		t.Fatalf("decoded %dx%d, reference shape %v", img.W, img.H, ref.shape)
+	}
+	var hist [256]int
+	maxDiff := 0
+	for i := range img.Pix {
+		d := int(img.Pix[i]) - int(ref.data[i])
+		d = max(d, -d)
+		hist[d]++
+		maxDiff = max(maxDiff, d)
+	}
+	within1 := hist[0] + hist[1]
+	t.Logf("JPEG vs Pillow/libjpeg: exact %d, off by 1 %d, by 2 %d, by 3 %d, max %d, of %d",
+		hist[0], hist[1], hist[2], hist[3], maxDiff, len(img.Pix))
+	if maxDiff > 3 || float64(within1) < 0.99*float64(len(img.Pix)) {
+		t.Errorf("JPEG decode: max |Δ| = %d (limit 3), %.3f%% within one level (need 99%%)",
+			maxDiff, 100*float64(within1)/float64(len(img.Pix)))
+	}
+	// And the whole pipeline from our decode, for the record.
+	c := llavaConfig(t)
+	for a, suffix := range map[Aspect]string{Crop: "hf", Pad: "pad"} {
+		got, want := c.PixelValues(img, a), refF32(t, "wide_640x360.pixel_values."+suffix)
+		m := 0.0
+		for i := range got {
+			m = max(m, math.Abs(float64(got[i]-want[i])))
+		}
+		t.Logf("wide_640x360 %v from our JPEG decode: max |Δ| = %g", a, m)
+	}
+}
