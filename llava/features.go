@@ -14,18 +14,61 @@ type FeatureSet struct {
 	Selected  *tensor.Tensor   // [1, N, Dv]: the projector's input
 	Projected *tensor.Tensor   // [1, N, H]; nil without a projector
 	Hidden    []*tensor.Tensor // hidden_states.0 … L, [1, T, Dv]; nil unless asked for
+
+	// With an AlignedVQ module in place:
+	Indices *tensor.Tensor // vq.indices I32 [N], every token at the site, CLS included
+	ZIn     *tensor.Tensor // vq.z_in [N, D], the site features (nil when made from a frame)
+	ZOut    *tensor.Tensor // vq.z_out [N, D], codebook lookup + DLP_out
+	Frame   []byte         // the frame the features went through
 }
 
 // Entries lists the tensors under the names `avq features` writes.
 func (f *FeatureSet) Entries() []NamedTensor {
-	out := []NamedTensor{{"pixel_values", f.Pixels}, {"image_features", f.Selected}}
+	var out []NamedTensor
+	if f.Pixels != nil {
+		out = append(out, NamedTensor{"pixel_values", f.Pixels})
+	}
+	out = append(out, NamedTensor{"image_features", f.Selected})
 	if f.Projected != nil {
 		out = append(out, NamedTensor{"projected", f.Projected})
 	}
 	for i, h := range f.Hidden {
 		out = append(out, NamedTensor{fmt.Sprintf("hidden_states.%d", i), h})
 	}
+	for _, e := range []NamedTensor{{"vq.indices", f.Indices}, {"vq.z_in", f.ZIn}, {"vq.z_out", f.ZOut}} {
+		if e.T != nil {
+			out = append(out, e)
+		}
+	}
 	return out
+}
+
+// FeaturesVQ computes the features with the attached AlignedVQ module in
+// place: from pixel values through the edge head and a real frame, or, when
+// pixels is nil, from the given frame alone.
+func (m *Model) FeaturesVQ(pixels []float32, frame []byte, tokenStats bool) (*FeatureSet, error) {
+	fs := &FeatureSet{}
+	if pixels != nil {
+		cfg := m.Vision.Config
+		fs.Pixels = tensor.FromF32(pixels, 1, 3, cfg.ImageSize, cfg.ImageSize)
+		e, err := m.EncodeFrame(pixels, tokenStats)
+		if err != nil {
+			return nil, err
+		}
+		frame, fs.ZIn = e.Frame, e.ZIn
+	}
+	c, err := m.DecodeFrame(frame)
+	if err != nil {
+		return nil, err
+	}
+	fs.Frame = frame
+	fs.Indices = tensor.FromI32(c.Frame.Indices, len(c.Frame.Indices))
+	fs.ZOut = m.host(c.ZOut, 0)
+	fs.Selected = m.host(c.Selected, 1)
+	if c.Projected != nil {
+		fs.Projected = m.host(c.Projected, 1)
+	}
+	return fs, nil
 }
 
 // NamedTensor is a host tensor with the name it is written under.
