@@ -54,6 +54,8 @@ type Checkpoint struct {
 	Aspect       preprocess.Aspect // the layout's default
 	MaxLength    int               // original LLaVA's tokenizer_model_max_length (0: none)
 	TokenizerDir string            // folder holding tokenizer.model
+	VisionDir    string            // folder of the vision tower's config (Dir, or the original layout's CLIP folder)
+	ConfigDir    string            // folder whose config.json was read (Dir, or an original-form LoRA's)
 
 	src     *canonicalSource
 	closers []func() error
@@ -86,7 +88,7 @@ func Open(dir string, opt OpenOptions) (ck *Checkpoint, err error) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("llava: %s: %w", filepath.Join(configDir, "config.json"), err)
 	}
-	ck = &Checkpoint{Dir: dir, ImageToken: 32000, FeatureLayer: -2, DropCLS: true, TokenizerDir: dir}
+	ck = &Checkpoint{Dir: dir, ImageToken: 32000, FeatureLayer: -2, DropCLS: true, TokenizerDir: dir, VisionDir: dir, ConfigDir: configDir}
 	opened := ck
 	defer func() {
 		if err != nil {
@@ -113,6 +115,7 @@ func Open(dir string, opt OpenOptions) (ck *Checkpoint, err error) {
 		}
 		ck.closers = append(ck.closers, tower.close)
 		srcs = append(srcs, tower.src)
+		ck.VisionDir = towerDir
 		if ck.Vision, err = readVisionConfig(towerDir); err != nil {
 			return nil, err
 		}

@@ -30,13 +30,17 @@ type origCase struct {
 // there the check is that the merged weight is the reference's rounded to F16
 // (exactly), and the logits carry that rounding: logitTol states its size.
 func runOriginal(t *testing.T, lora, refDir string, merge bool, logitTol float64) {
-	b := cpu.New(0)
-	defer b.Close()
 	opt := OpenOptions{VisionTower: testutil.Testdata("original", "clip-vision")}
 	if lora != "" {
 		opt.LoRA = testutil.Testdata("original", lora)
 	}
-	ck, err := Open(testutil.Testdata("original", "orig-llava"), opt)
+	runOriginalFrom(t, testutil.Testdata("original", "orig-llava"), opt, refDir, merge, logitTol)
+}
+
+func runOriginalFrom(t *testing.T, model string, opt OpenOptions, refDir string, merge bool, logitTol float64) {
+	b := cpu.New(0)
+	defer b.Close()
+	ck, err := Open(model, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,4 +127,31 @@ func TestOriginalLoRAMatchesLLaVA(t *testing.T) { runOriginal(t, "orig-lora", "o
 // 0.01 (docs/lora.md); the greedy ids must not change.
 func TestOriginalLoRAMergedMatchesLLaVA(t *testing.T) {
 	runOriginal(t, "orig-lora", "orig-lora", true, 0.02)
+}
+
+// TestConvertedCheckpointAnswersTheSame rewrites the pickle checkpoint as F32
+// safetensors (tower alongside, config pointing at it; then with the LoRA
+// merged in) and runs the same cases on the result, which loads with no
+// --vision-tower and no adapter.
+func TestConvertedCheckpointAnswersTheSame(t *testing.T) {
+	b := cpu.New(0)
+	defer b.Close()
+	base := OpenOptions{VisionTower: testutil.Testdata("original", "clip-vision")}
+	out := t.TempDir()
+	rep, err := Convert(testutil.Testdata("original", "orig-llava"), out,
+		ConvertOptions{VisionTower: base.VisionTower, DType: tensor.F32, ShardBytes: 3 << 20}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Files) < 3 {
+		t.Fatalf("expected shards and an index, wrote %v", rep.Files)
+	}
+	runOriginalFrom(t, out, OpenOptions{}, "orig-llava", false, 1e-4)
+
+	merged := t.TempDir()
+	if _, err := Convert(testutil.Testdata("original", "orig-llava"), merged,
+		ConvertOptions{VisionTower: base.VisionTower, LoRA: testutil.Testdata("original", "orig-lora"), DType: tensor.F32}, b); err != nil {
+		t.Fatal(err)
+	}
+	runOriginalFrom(t, merged, OpenOptions{}, "orig-lora", false, 1e-4)
 }

@@ -174,3 +174,18 @@ func (s *Scratch) Get(rows, cols int) backend.Tensor {
 	}
 	return v
 }
+
+// Merged returns W + s·B·A for the module, computed in fp32 and stored in
+// w's dtype, and reports whether the adapter updates that module at all. It
+// is how a checkpoint is rewritten with its adapter folded in.
+func (a *Adapter) Merged(b backend.Backend, module string, w *tensor.Tensor) (*tensor.Tensor, bool, error) {
+	d := a.take(module)
+	if d == nil {
+		return w, false, nil
+	}
+	if len(w.Shape()) != 2 || !d.a.Shape().Equal(tensor.Shape{d.rank, w.Dim(1)}) || !d.b.Shape().Equal(tensor.Shape{w.Dim(0), d.rank}) {
+		return nil, true, fmt.Errorf("nn: adapter for %q: lora_A %v and lora_B %v do not fit a %v weight", module, d.a.Shape(), d.b.Shape(), w.Shape())
+	}
+	m, err := mergeLoRA(b, w, d)
+	return m, true, err
+}

@@ -36,7 +36,7 @@ func writeShard(t *testing.T, dir, name string, tensors map[string]*tensor.Tenso
 	t.Helper()
 	var entries []Entry
 	for _, n := range names {
-		entries = append(entries, Entry{n, tensors[n]})
+		entries = append(entries, Entry{Name: n, T: tensors[n]})
 	}
 	if err := WriteFile(filepath.Join(dir, name), entries, map[string]string{"format": "pt"}); err != nil {
 		t.Fatal(err)

@@ -57,7 +57,7 @@ func FuzzParseHeader(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			entries = append(entries, Entry{info.Name, x})
+			entries = append(entries, Entry{Name: info.Name, T: x})
 		}
 		var buf bytes.Buffer
 		if err := Write(&buf, entries, md); err != nil {

@@ -16,8 +16,8 @@ func validFile(t testing.TB) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	err := Write(&buf, []Entry{
-		{"a", tensor.FromF32([]float32{1.5, -2}, 2)},
-		{"b", patterned(tensor.U8, 0, 4)},
+		{Name: "a", T: tensor.FromF32([]float32{1.5, -2}, 2)},
+		{Name: "b", T: patterned(tensor.U8, 0, 4)},
 	}, map[string]string{"format": "pt"})
 	if err != nil {
 		t.Fatal(err)

@@ -15,10 +15,31 @@ import (
 	"github.com/avq/avq/tensor"
 )
 
-// Entry is one named tensor to write.
+// Entry is one named tensor to write: T, or, when T is nil, a tensor that
+// Lazy produces at the moment it is written, so that a large checkpoint can be
+// converted one tensor at a time. A lazy entry declares its DType and Shape
+// for the header, and Lazy must return exactly that.
 type Entry struct {
 	Name string
 	T    *tensor.Tensor
+
+	DType tensor.DType
+	Shape tensor.Shape
+	Lazy  func() (*tensor.Tensor, error)
+}
+
+func (e *Entry) dtype() tensor.DType {
+	if e.T != nil {
+		return e.T.DType()
+	}
+	return e.DType
+}
+
+func (e *Entry) shape() tensor.Shape {
+	if e.T != nil {
+		return e.T.Shape()
+	}
+	return e.Shape
 }
 
 // Write writes a safetensors file holding entries, in the given order, and
@@ -41,7 +62,16 @@ func Write(w io.Writer, entries []Entry, metadata map[string]string) error {
 		return &Error{Kind: err, Detail: err.Error()}
 	}
 	for _, e := range entries {
-		if _, err := w.Write(e.T.Bytes()); err != nil {
+		t := e.T
+		if t == nil {
+			if t, err = e.Lazy(); err != nil {
+				return &Error{Tensor: e.Name, Kind: err, Detail: err.Error()}
+			}
+			if t.DType() != e.DType || !t.Shape().Equal(e.Shape) {
+				return newError(ErrShapeMismatch, e.Name, "produced %v%v, declared %v%v", t.DType(), t.Shape(), e.DType, e.Shape)
+			}
+		}
+		if _, err := w.Write(t.Bytes()); err != nil {
 			return &Error{Tensor: e.Name, Kind: err, Detail: err.Error()}
 		}
 	}
@@ -79,21 +109,26 @@ func encodeHeader(entries []Entry, metadata map[string]string) ([]byte, error) {
 			return nil, newError(ErrInvalidHeader, e.Name, "name is not valid UTF-8")
 		case seen[e.Name]:
 			return nil, newError(ErrDuplicateName, e.Name, "name appears twice in the entries")
-		case e.T == nil:
+		case e.T == nil && e.Lazy == nil:
 			return nil, newError(ErrInvalidHeader, e.Name, "nil tensor")
-		case e.T.DType().Size() == 0:
-			return nil, newError(ErrUnsupportedDType, e.Name, "dtype %v cannot be stored", e.T.DType())
+		case e.dtype().Size() == 0:
+			return nil, newError(ErrUnsupportedDType, e.Name, "dtype %v cannot be stored", e.dtype())
 		}
 		seen[e.Name] = true
 		if len(metadata) > 0 || i > 0 {
 			hdr = append(hdr, ',')
 		}
-		end := offset + int64(len(e.T.Bytes()))
+		for _, d := range e.shape() {
+			if d < 0 {
+				return nil, newError(ErrInvalidHeader, e.Name, "negative dimension in %v", e.shape())
+			}
+		}
+		end := offset + int64(e.shape().Numel()*e.dtype().Size())
 		hdr = appendJSONString(hdr, e.Name)
 		hdr = append(hdr, `:{"dtype":"`...)
-		hdr = append(hdr, e.T.DType().String()...)
+		hdr = append(hdr, e.dtype().String()...)
 		hdr = append(hdr, `","shape":[`...)
-		for j, d := range e.T.Shape() {
+		for j, d := range e.shape() {
 			if j > 0 {
 				hdr = append(hdr, ',')
 			}

@@ -2,6 +2,8 @@ package safetensors
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,11 +32,11 @@ func roundTripEntries() []Entry {
 	var entries []Entry
 	for i, dt := range allDTypes {
 		entries = append(entries,
-			Entry{dt.String() + ".matrix", patterned(dt, i, 2, 3)},
-			Entry{dt.String() + ".scalar", patterned(dt, i+1)},        // 0-dim: one element
-			Entry{dt.String() + ".empty", patterned(dt, i, 0)},        // no elements
-			Entry{dt.String() + ".empty3", patterned(dt, i, 3, 0, 2)}, // no elements, rank 3
-			Entry{dt.String() + ".odd", patterned(dt, i+2, 5)},        // misaligns what follows
+			Entry{Name: dt.String() + ".matrix", T: patterned(dt, i, 2, 3)},
+			Entry{Name: dt.String() + ".scalar", T: patterned(dt, i+1)},        // 0-dim: one element
+			Entry{Name: dt.String() + ".empty", T: patterned(dt, i, 0)},        // no elements
+			Entry{Name: dt.String() + ".empty3", T: patterned(dt, i, 3, 0, 2)}, // no elements, rank 3
+			Entry{Name: dt.String() + ".odd", T: patterned(dt, i+2, 5)},        // misaligns what follows
 		)
 	}
 	return entries
@@ -109,7 +111,7 @@ func TestWriteMatchesReference(t *testing.T) {
 			40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95,
 			95, 34, 58, 123, 34, 102, 114, 97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112,
 			116, 34, 125, 125, 32, 32, 32, 32, 32}},
-		{"forced alignment", []Entry{{"attn0", tensor.FromF32([]float32{0, 1, 2, 3, 4, 5}, 1, 1, 2, 3)}}, nil, []byte{
+		{"forced alignment", []Entry{{Name: "attn0", T: tensor.FromF32([]float32{0, 1, 2, 3, 4, 5}, 1, 1, 2, 3)}}, nil, []byte{
 			72, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 48, 34, 58, 123, 34, 100, 116,
 			121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97, 112, 101, 34, 58,
 			91, 49, 44, 49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102,
@@ -140,10 +142,10 @@ func TestWriteRefuses(t *testing.T) {
 		kind    error
 		tensor  string
 	}{
-		{"duplicate", []Entry{{"a", x}, {"a", x}}, nil, ErrDuplicateName, "a"},
-		{"reserved", []Entry{{metadataKey, x}}, nil, ErrInvalidHeader, metadataKey},
-		{"bad utf-8 name", []Entry{{"a\xff", x}}, nil, ErrInvalidHeader, "a\xff"},
-		{"nil tensor", []Entry{{"n", nil}}, nil, ErrInvalidHeader, "n"},
+		{"duplicate", []Entry{{Name: "a", T: x}, {Name: "a", T: x}}, nil, ErrDuplicateName, "a"},
+		{"reserved", []Entry{{Name: metadataKey, T: x}}, nil, ErrInvalidHeader, metadataKey},
+		{"bad utf-8 name", []Entry{{Name: "a\xff", T: x}}, nil, ErrInvalidHeader, "a\xff"},
+		{"nil tensor", []Entry{{Name: "n", T: nil}}, nil, ErrInvalidHeader, "n"},
 		{"bad utf-8 metadata", nil, map[string]string{"k": "\xfe"}, ErrInvalidMetadata, ""},
 	}
 	for _, c := range cases {
@@ -153,5 +155,33 @@ func TestWriteRefuses(t *testing.T) {
 		if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 0 {
 			t.Errorf("%s: failed WriteFile left %d files", c.name, len(ents))
 		}
+	}
+}
+
+func TestWriteLazyEntries(t *testing.T) {
+	a := tensor.FromF32([]float32{1, 2, 3, 4}, 2, 2)
+	calls := 0
+	entries := []Entry{
+		{Name: "eager", T: a},
+		{Name: "lazy", DType: tensor.F32, Shape: tensor.Shape{4}, Lazy: func() (*tensor.Tensor, error) {
+			calls++
+			return tensor.FromF32([]float32{5, 6, 7, 8}, 4), nil
+		}},
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, entries, nil); err != nil {
+		t.Fatal(err)
+	}
+	infos, _, start, err := ParseHeader(buf.Bytes(), int64(buf.Len()))
+	if err != nil || calls != 1 || len(infos) != 2 {
+		t.Fatalf("infos %v, calls %d, err %v", infos, calls, err)
+	}
+	got := buf.Bytes()[start+infos[1].Begin : start+infos[1].End]
+	if !bytes.Equal(got, tensor.FromF32([]float32{5, 6, 7, 8}, 4).Bytes()) {
+		t.Fatal("lazy tensor bytes differ")
+	}
+	entries[1].Shape = tensor.Shape{5}
+	if err := Write(io.Discard, entries, nil); !errors.Is(err, ErrShapeMismatch) {
+		t.Fatalf("a lazy tensor that disagrees with its declaration: %v", err)
 	}
 }

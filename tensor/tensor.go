@@ -175,3 +175,33 @@ func view[T any](b []byte) []T {
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), len(b)/size)
 }
+
+// Convert returns the tensor in another floating-point dtype (rounding to
+// nearest even when narrowing), or t itself when it already has it. It
+// panics on non-float dtypes.
+func (t *Tensor) Convert(dt DType) *Tensor {
+	if dt == t.dtype {
+		return t
+	}
+	v := t.ToF32()
+	out := New(dt, t.shape...)
+	switch dt {
+	case F32:
+		copy(out.F32(), v)
+	case F16:
+		for i, x := range v {
+			out.U16()[i] = F32ToF16(x)
+		}
+	case BF16:
+		for i, x := range v {
+			out.U16()[i] = F32ToBF16(x)
+		}
+	case F64:
+		for i, x := range v {
+			view[float64](out.data)[i] = float64(x)
+		}
+	default:
+		panic("tensor: Convert to " + dt.String())
+	}
+	return out
+}

@@ -25,6 +25,7 @@ type command struct {
 
 var commands = map[string]command{
 	"calibrate": {"fit an AlignedVQ codebook and residual map on images", cmdCalibrate},
+	"convert":   {"rewrite a checkpoint (PyTorch pickles) as safetensors, optionally merging a LoRA", cmdConvert},
 	"edge":      {"run the edge head: an image to an AlignedVQ frame", cmdEdge},
 	"features":  {"write the vision features of an image (safetensors)", cmdFeatures},
 	"inspect":   {"list a checkpoint's or file's tensors, metadata and model", cmdInspect},
