@@ -121,7 +121,9 @@ func imageExt(name string) string {
 
 func TestOriginalLayoutMatchesLLaVA(t *testing.T) { runOriginal(t, "", "orig-llava", false, 1e-4) }
 
-func TestOriginalLoRAMatchesLLaVA(t *testing.T) { runOriginal(t, "orig-lora", "orig-lora", false, 1e-4) }
+func TestOriginalLoRAMatchesLLaVA(t *testing.T) {
+	runOriginal(t, "orig-lora", "orig-lora", false, 1e-4)
+}
 
 // The F16 rounding of 14 merged 64×64 weights moves these logits by about
 // 0.01 (docs/lora.md); the greedy ids must not change.
