@@ -195,6 +195,14 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	notImage := filepath.Join(t.TempDir(), "photo.jpg")
 	os.WriteFile(notImage, []byte("this is not a JPEG"), 0o644)
 	longPrompt := strings.Repeat("word ", 5000)
+	dora := t.TempDir()
+	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json"} {
+		b, _ := os.ReadFile(td("lora", f))
+		if f == "adapter_config.json" {
+			b = bytes.Replace(b, []byte(`"use_dora": false`), []byte(`"use_dora": true`), 1)
+		}
+		os.WriteFile(filepath.Join(dora, f), b, 0o644)
+	}
 
 	for _, c := range []struct {
 		name string
@@ -208,6 +216,8 @@ func TestBadInputsFailCleanly(t *testing.T) {
 		{"a tensor the config does not account for", run(extra), "layers.2.mlp.up_proj.weight"},
 		{"not an image", []string{"run", "--model", td("tiny-llava"), "--image", notImage, "--prompt", "hi"}, "photo.jpg"},
 		{"unknown template", run(td("tiny-llava"), "--template", "chatml"), "chatml"},
+		{"an adapter whose shapes do not fit", run(td("tiny-llava"), "--lora", td("gqa", "lora")), "do not fit"},
+		{"an adapter option avq does not implement", run(td("tiny-llava"), "--lora", dora), "use_dora"},
 		{"prompt longer than the context", []string{"run", "--model", td("tiny-llava"), "--prompt", longPrompt}, "context"},
 		{"unknown aspect", run(td("tiny-llava"), "--aspect", "stretch"), "stretch"},
 		{"no model", []string{"run", "--prompt", "hi"}, "--model"},
