@@ -26,10 +26,12 @@ type command struct {
 var commands = map[string]command{
 	"calibrate": {"fit an AlignedVQ codebook and residual map on images", cmdCalibrate},
 	"convert":   {"rewrite a checkpoint (PyTorch pickles) as safetensors, optionally merging a LoRA", cmdConvert},
-	"edge":      {"run the edge head: an image to an AlignedVQ frame", cmdEdge},
+	"edge":      {"run the edge head: an image to an AlignedVQ frame, sent to a server with --cloud", cmdEdge},
+	"eval":      {"score a model on VQAv2, GQA, POPE or TextVQA (local, split or remote)", cmdEval},
 	"features":  {"write the vision features of an image (safetensors)", cmdFeatures},
 	"inspect":   {"list a checkpoint's or file's tensors, metadata and model", cmdInspect},
 	"run":       {"answer a prompt about an image", cmdRun},
+	"serve":     {"serve the cloud role over HTTP: the split protocol and OpenAI chat completions", cmdServe},
 }
 
 // cli carries the streams and the common flags of one invocation.

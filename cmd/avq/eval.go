@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"github.com/avq/avq/backend"
+	"github.com/avq/avq/eval"
+	"github.com/avq/avq/llava"
+	"github.com/avq/avq/serve"
+	"github.com/avq/avq/vq"
+)
+
+func cmdEval(c *cli, args []string) error {
+	fs := c.flags("eval", "--task vqav2|gqa|pope|textvqa --questions FILE [--annotations FILE] --images DIR --model DIR [--vq FILE] [--cloud URL] --out FILE")
+	taskName := fs.String("task", "", "benchmark: vqav2, gqa, pope or textvqa")
+	questions := fs.String("questions", "", "question `file` (the benchmark's, or LLaVA's .jsonl)")
+	annotations := fs.String("annotations", "", "ground-truth `file` or folder, when the questions do not carry it")
+	images := fs.String("images", "", "`folder` the questions' image names are relative to")
+	model := fs.String("model", "", "checkpoint `folder`; with --cloud only the edge head is loaded")
+	tower := fs.String("vision-tower", "", "CLIP `folder` for an original-layout checkpoint")
+	vqPath := fs.String("vq", "", "AlignedVQ module `file`: answer through the split (in process, or with --cloud over the network)")
+	lora := fs.String("lora", "", "LoRA adapter `folder` (local runs)")
+	merge := fs.Bool("lora-merge", false, "merge the adapter into the weights at load")
+	cloud := fs.String("cloud", "", "server `URL` (avq serve --vq): run the edge head here, the rest there")
+	apiKey := fs.String("api-key", "", "with --cloud, the server's bearer token (default: $AVQ_API_KEY)")
+	template := fs.String("template", llava.DefaultTemplate, "prompt template: vicuna_v1, llava_v1, hf or raw")
+	maxTokens := fs.Int("max-tokens", llava.DefaultMaxTokens, "new tokens at most per answer")
+	aspect := fs.String("aspect", "", "pad or crop (default: the checkpoint's)")
+	stats := fs.Bool("token-stats", false, "with --vq, put token statistics in the frames")
+	out := fs.String("out", "", "predictions `file` (JSON lines); an existing one is resumed")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := c.parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := need(fs, "task", "questions", "images", "model", "out"); err != nil {
+		return err
+	}
+	switch {
+	case *cloud != "" && *vqPath == "":
+		return fmt.Errorf("--cloud needs --vq: the edge head quantizes with the server's module")
+	case *cloud != "" && *lora != "":
+		return fmt.Errorf("--lora goes to the server (avq serve --lora), not to the edge")
+	case *maxTokens <= 0:
+		return fmt.Errorf("--max-tokens must be positive")
+	}
+	task, err := eval.ParseTask(*taskName)
+	if err != nil {
+		return err
+	}
+	tmpl, err := llava.LookupTemplate(*template)
+	if err != nil {
+		return err
+	}
+	imgOpt, err := imageOptions(*aspect, false)
+	if err != nil {
+		return err
+	}
+	items, err := eval.LoadItems(task, *questions, *annotations)
+	if err != nil {
+		return err
+	}
+	stop, err := c.profile()
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	a := &evalAnswerer{images: *images, imgOpt: imgOpt, tmpl: tmpl, maxTokens: *maxTokens, stats: *stats}
+	switch {
+	case *cloud != "":
+		a.m, err = loadEdge(c, *model, *tower, *vqPath)
+		key := *apiKey
+		if key == "" {
+			key = os.Getenv("AVQ_API_KEY")
+		}
+		tr := &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		a.client = &serve.Client{URL: *cloud, APIKey: key, HTTP: &http.Client{Transport: tr}}
+	default:
+		a.m, err = loadLocal(c, *model, *tower, *vqPath, *lora, *merge)
+	}
+	if err != nil {
+		return err
+	}
+	defer a.m.Checkpoint.Close()
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	progress := eval.NewProgress(c.stderr, isTerminal(c.stderr))
+	report, err := eval.Run(ctx, task, items, a, *out, progress.Update)
+	progress.Finish()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(report)
+	}
+	_, err = fmt.Fprint(c.stdout, report.String())
+	return err
+}
+
+// loadLocal loads a whole model, with the module attached when given.
+func loadLocal(c *cli, model, tower, vqPath, lora string, merge bool) (*llava.Model, error) {
+	ck, err := llava.Open(model, llava.OpenOptions{VisionTower: tower, LoRA: lora})
+	if err != nil {
+		return nil, err
+	}
+	var m *llava.Model
+	if vqPath == "" {
+		m, err = llava.Load(ck, c.backend(), llava.LoadOptions{Parts: ck.AllParts(), LoRA: lora, LoRAMerge: merge})
+	} else {
+		m, err = loadWithVQ(c, ck, vqPath, func(*vq.Module) (llava.Parts, error) { return ck.AllParts(), nil }, lora, merge)
+	}
+	if err != nil {
+		ck.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// evalAnswerer answers evaluation questions greedily, as LLaVA's evaluation
+// does: with the whole local model, through the split in process (m.VQ
+// set), or with the edge head here and the rest on a server (client set).
+type evalAnswerer struct {
+	m         *llava.Model
+	client    *serve.Client
+	images    string
+	imgOpt    llava.ImageOptions
+	tmpl      *llava.Template
+	maxTokens int
+	stats     bool
+}
+
+func (a *evalAnswerer) Answer(ctx context.Context, image, question string) (string, error) {
+	pixels, err := a.m.Checkpoint.Pixels(filepath.Join(a.images, image), a.imgOpt)
+	if err != nil {
+		return "", err
+	}
+	var features backend.Tensor
+	switch {
+	case a.client != nil:
+		e, err := a.m.EncodeFrame(pixels, a.stats)
+		if err != nil {
+			return "", err
+		}
+		ans, err := a.client.Answer(ctx, serve.Request{Frame: e.Frame, Prompt: question, Template: a.tmpl.Name, MaxTokens: a.maxTokens}, nil)
+		if err != nil {
+			return "", err
+		}
+		return ans.Text, nil
+	case a.m.VQ != nil:
+		e, err := a.m.EncodeFrame(pixels, a.stats)
+		if err != nil {
+			return "", err
+		}
+		res, err := a.m.DecodeFrame(e.Frame)
+		if err != nil {
+			return "", err
+		}
+		features = res.Projected
+	default:
+		f, err := a.m.SelectFeatures(pixels)
+		if err != nil {
+			return "", err
+		}
+		features = a.m.Project(f)
+	}
+	res, err := a.m.Generate(ctx, llava.Request{Prompt: a.tmpl.Prompt(question, true), Image: features, MaxTokens: a.maxTokens})
+	if err != nil {
+		return "", err
+	}
+	return res.Text, nil
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/avq/avq/llava"
+	"github.com/avq/avq/serve"
+	"github.com/avq/avq/vq"
+)
+
+// serveSignals start a graceful drain.
+var serveSignals = []os.Signal{syscall.SIGTERM, os.Interrupt}
+
+func cmdServe(c *cli, args []string) error {
+	fs := c.flags("serve", "--model DIR [--vq FILE] [--lora DIR] [--listen ADDR] [flags]")
+	def := serve.DefaultOptions()
+	model := fs.String("model", "", "checkpoint `folder` (llava-hf or original LLaVA)")
+	tower := fs.String("vision-tower", "", "CLIP `folder` for an original-layout checkpoint")
+	vqPath := fs.String("vq", "", "AlignedVQ module `file`: serve the split endpoint /v1/split")
+	lora := fs.String("lora", "", "LoRA adapter `folder` (PEFT, or original LLaVA's form)")
+	merge := fs.Bool("lora-merge", false, "merge the adapter into the weights at load")
+	listen := fs.String("listen", "127.0.0.1:8080", "`address` to listen on (host:port; :8080 for every interface)")
+	name := fs.String("name", "", "the model's name in responses (default: the folder's name)")
+	template := fs.String("template", llava.DefaultTemplate, "prompt template: vicuna_v1, llava_v1, hf or raw")
+	fs.IntVar(&def.Parallel, "parallel", def.Parallel, "requests running on the model at once")
+	fs.IntVar(&def.MaxQueue, "max-queue", def.MaxQueue, "requests waiting beyond those; more are refused with 503")
+	fs.DurationVar(&def.Timeout, "timeout", def.Timeout, "deadline of a request, from arrival to its last byte (0: none)")
+	fs.DurationVar(&def.ReadTimeout, "read-timeout", def.ReadTimeout, "time a client has to send a request body")
+	fs.DurationVar(&def.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "on SIGTERM or SIGINT, time running requests get to finish")
+	fs.Int64Var(&def.MaxBody, "max-body", def.MaxBody, "largest request body, bytes")
+	fs.IntVar(&def.MaxPrompt, "max-prompt", def.MaxPrompt, "largest prompt text, bytes")
+	apiKey := fs.String("api-key", "", "require this bearer token on every endpoint but /health and /metrics (default: $AVQ_API_KEY)")
+	fs.StringVar(&def.TLSCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS")
+	fs.StringVar(&def.TLSKey, "tls-key", "", "private key `file` (PEM) of --tls-cert")
+	fs.BoolVar(&def.Pprof, "pprof", false, "serve /debug/pprof/")
+	if err := c.parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := need(fs, "model"); err != nil {
+		return err
+	}
+	opt := def
+	var err error
+	if opt.Template, err = llava.LookupTemplate(*template); err != nil {
+		return err
+	}
+	opt.APIKey = *apiKey
+	if opt.APIKey == "" {
+		opt.APIKey = os.Getenv("AVQ_API_KEY")
+	}
+	opt.Name = *name
+	if opt.Name == "" {
+		opt.Name = filepath.Base(filepath.Clean(*model))
+	}
+	opt.Log = log.New(c.stderr, "avq serve: ", log.LstdFlags)
+	srv, err := serve.New(opt)
+	if err != nil {
+		return err
+	}
+	stop, err := c.profile()
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if opt.TLSCert != "" {
+		scheme = "https"
+	}
+	opt.Log.Printf("listening on %s://%s; loading %s", scheme, ln.Addr(), *model)
+	ctx, cancel := signal.NotifyContext(context.Background(), serveSignals...)
+	defer cancel()
+
+	// The model loads while the listener already answers /health with 503.
+	var m *llava.Model
+	loaded := srv.Load(func() (*llava.Model, error) {
+		var err error
+		m, err = loadServeModel(c, *model, *tower, *vqPath, *lora, *merge)
+		return m, err
+	})
+	loadErr := make(chan error, 1)
+	go func() {
+		err := <-loaded
+		if err != nil {
+			cancel() // a server without its model has nothing to serve
+		}
+		loadErr <- err
+	}()
+	serveErr := srv.Serve(ctx, ln)
+	lerr := <-loadErr // the loader must be done before the backend closes
+	if m != nil {
+		defer m.Checkpoint.Close()
+	}
+	if lerr != nil {
+		return lerr
+	}
+	if serveErr == nil {
+		opt.Log.Printf("drained; exiting")
+	}
+	return serveErr
+}
+
+// loadServeModel loads everything a server answers with: the whole tower
+// from the pixels (whole images need it; frames resume it at the split),
+// the projector and the language model, and the module when given.
+func loadServeModel(c *cli, model, tower, vqPath, lora string, merge bool) (*llava.Model, error) {
+	ck, err := llava.Open(model, llava.OpenOptions{VisionTower: tower, LoRA: lora})
+	if err != nil {
+		return nil, err
+	}
+	var m *llava.Model
+	if vqPath == "" {
+		m, err = llava.Load(ck, c.backend(), llava.LoadOptions{Parts: ck.AllParts(), LoRA: lora, LoRAMerge: merge})
+	} else {
+		m, err = loadWithVQ(c, ck, vqPath, func(*vq.Module) (llava.Parts, error) { return ck.AllParts(), nil }, lora, merge)
+	}
+	if err != nil {
+		ck.Close()
+		return nil, err
+	}
+	return m, nil
+}
