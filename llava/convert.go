@@ -116,7 +116,11 @@ func convertEntry(src nn.Source, cn string, ck *Checkpoint, dt tensor.DType, ada
 	if dt != tensor.Invalid && t.DType().IsFloat() {
 		target = dt
 	}
-	e := safetensors.Entry{Name: ck.OriginalName(cn), DType: target, Shape: t.Shape().Clone()}
+	name := ck.OriginalName(cn)
+	if o, ok := src.(*overlaySource); ok {
+		name = o.originalName(cn)
+	}
+	e := safetensors.Entry{Name: name, DType: target, Shape: t.Shape().Clone()}
 	e.Lazy = func() (*tensor.Tensor, error) {
 		t, err := src.Tensor(cn)
 		if err != nil {

@@ -3,8 +3,10 @@ package llava
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/avq/avq/backend"
@@ -212,10 +214,11 @@ func openSingle(dir, stem string) (weightSet, error) {
 	return weightSet{}, fmt.Errorf("%s: no %s.safetensors or %s.bin", dir, stem, stem)
 }
 
-// overlay replaces base tensors with those of extra, named as LLaVA's builder
+// overlay puts the tensors of extra over the base's, named as LLaVA's builder
 // names non_lora_trainables: "base_model." is dropped, then, when a key starts
-// with "model.model.", one "model.". Every replacement must exist in the base
-// with the same shape.
+// with "model.model.", one "model.". They replace the base's tensors of the
+// same name or, when the base lacks them (the projector, over a plain Vicuna
+// base), add them; a name LLaVA does not use is an error.
 func overlay(base *canonicalSource, extra nn.Source) (nn.Source, error) {
 	names := extra.Names()
 	strip := false
@@ -224,36 +227,53 @@ func overlay(base *canonicalSource, extra nn.Source) (nn.Source, error) {
 			strip = true
 		}
 	}
-	o := &overlaySource{base: base, repl: map[string]struct {
+	o := &overlaySource{base: base, layoutName: map[string]string{}, repl: map[string]struct {
 		src  nn.Source
 		name string
 	}{}}
+	all := map[string]bool{}
+	for _, n := range base.Names() {
+		all[n] = true
+	}
 	for _, n := range names {
 		k := strings.TrimPrefix(n, "base_model.")
 		if strip {
 			k = strings.TrimPrefix(k, "model.")
 		}
 		cn, ok := canonicalName(k)
-		if !ok || !base.has(cn) {
-			return nil, fmt.Errorf("tensor %q replaces nothing in the base model", n)
+		if !ok {
+			return nil, fmt.Errorf("tensor %q is not a LLaVA weight", n)
 		}
 		o.repl[cn] = struct {
 			src  nn.Source
 			name string
 		}{extra, n}
+		o.layoutName[cn] = k
+		all[cn] = true
 	}
+	o.names = slices.Sorted(maps.Keys(all))
 	return o, nil
 }
 
 type overlaySource struct {
-	base *canonicalSource
-	repl map[string]struct {
+	base       *canonicalSource
+	names      []string
+	layoutName map[string]string // canonical → the name in the checkpoint's layout
+	repl       map[string]struct {
 		src  nn.Source
 		name string
 	}
 }
 
-func (o *overlaySource) Names() []string { return o.base.Names() }
+// originalName is the name a tensor has in the checkpoint's own layout.
+func (o *overlaySource) originalName(cn string) string {
+	if k, ok := o.layoutName[cn]; ok {
+		return k
+	}
+	return o.base.originalName(cn)
+}
+
+func (o *overlaySource) Names() []string { return o.names }
 
 func (o *overlaySource) Tensor(name string) (*tensor.Tensor, error) {
 	if r, ok := o.repl[name]; ok {

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/avq/avq/backend/cpu"
 	"github.com/avq/avq/internal/testutil"
+	"github.com/avq/avq/ptfile"
+	"github.com/avq/avq/safetensors"
 	"github.com/avq/avq/tensor"
 )
 
@@ -156,4 +160,37 @@ func TestConvertedCheckpointAnswersTheSame(t *testing.T) {
 		t.Fatal(err)
 	}
 	runOriginalFrom(t, merged, OpenOptions{}, "orig-lora", false, 1e-4)
+}
+
+// TestOriginalLoRAOnAPlainLLaMABase is how liuhaotian/llava-v1.5-7b-lora is
+// used: on Vicuna, a LLaMA with no projector, which non_lora_trainables.bin
+// supplies.
+func TestOriginalLoRAOnAPlainLLaMABase(t *testing.T) {
+	base := t.TempDir()
+	for _, f := range []string{"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"} {
+		b, err := os.ReadFile(testutil.Testdata("original", "orig-llava", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(base, f), b, 0o644)
+	}
+	os.WriteFile(filepath.Join(base, "config.json"), []byte(`{"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+		"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 4, "rms_norm_eps": 1e-05}`), 0o644)
+	ck, err := ptfile.OpenCheckpoint(testutil.Testdata("original", "orig-llava"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	var entries []safetensors.Entry
+	for _, n := range ck.Names() {
+		if !strings.Contains(n, "mm_projector") {
+			x, _ := ck.Tensor(n)
+			entries = append(entries, safetensors.Entry{Name: n, T: x})
+		}
+	}
+	if err := safetensors.WriteFile(filepath.Join(base, "model.safetensors"), entries, nil); err != nil {
+		t.Fatal(err)
+	}
+	runOriginalFrom(t, base, OpenOptions{VisionTower: testutil.Testdata("original", "clip-vision"),
+		LoRA: testutil.Testdata("original", "orig-lora")}, "orig-lora", false, 1e-4)
 }
