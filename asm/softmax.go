@@ -8,6 +8,20 @@ func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
+	use.Load().softmax(x)
+}
+
+// XSigmoid computes dst[i] = x[i]·σ(a·x[i]) = x[i] / (1 + Exp32(−a·x[i])),
+// with −a·x[i] and the division rounded to fp32: SiLU is a = 1, CLIP's
+// QuickGELU a = 1.702. dst may alias x.
+func XSigmoid(dst, x []float32, a float32) {
+	if len(dst) != len(x) {
+		panic("asm: XSigmoid length mismatch")
+	}
+	use.Load().xSigmoid(dst, x, a)
+}
+
+func softmaxGeneric(x []float32) {
 	m := x[0]
 	for _, v := range x[1:] {
 		if v > m {
@@ -26,12 +40,19 @@ func Softmax(x []float32) {
 	}
 }
 
+func xSigmoidGeneric(dst, x []float32, a float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = v / (1 + Exp32(-a*v))
+	}
+}
+
 // Exp32 is e^x for float32, within one ulp of the correctly rounded value on
 // the range softmax uses (x ≤ 0). It reduces x = k·ln2 + r with |r| ≤ ln2/2
 // (Cody–Waite, ln2 split in two) and evaluates the degree-7 Taylor polynomial
 // of e^r in float64, whose truncation error (< 6e-9 relative) is below half
 // a float32 ulp. Much cheaper than math.Exp, and free of table lookups so the
-// assembly versions can follow it lane for lane.
+// assembly versions follow it lane for lane (in float64 lanes, with FMAs).
 func Exp32(x float32) float32 {
 	switch {
 	case x != x: // NaN

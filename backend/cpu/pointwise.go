@@ -120,7 +120,7 @@ func (c *CPU) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	c.runPointwise(p)
 }
 
-func (p *pointwise) run(lo, hi int) {
+func (p *pointwise) run(lo, hi int, _ *scratch) {
 	n := p.cols
 	for r := lo; r < hi; r++ {
 		d := p.dst[r*n : (r+1)*n]
@@ -143,9 +143,9 @@ func (p *pointwise) run(lo, hi int) {
 		case opActivate:
 			activate(d, p.a[r*n:(r+1)*n], p.act)
 		case opLayerNorm:
-			layerNorm(d, p.a[r*n:(r+1)*n], b, p.c, p.scale)
+			asm.LayerNorm(d, p.a[r*n:(r+1)*n], b, p.c, p.scale)
 		case opRMSNorm:
-			rmsNorm(d, p.a[r*n:(r+1)*n], b, p.scale)
+			asm.RMSNorm(d, p.a[r*n:(r+1)*n], b, p.scale)
 		}
 	}
 }
@@ -158,47 +158,8 @@ func activate(d, x []float32, f backend.Activation) {
 			d[i] = float32(0.5 * xd * (1 + math.Erf(xd*math.Sqrt2/2)))
 		}
 	case backend.QuickGELU:
-		for i, v := range x {
-			d[i] = v / (1 + asm.Exp32(-1.702*v))
-		}
+		asm.XSigmoid(d, x, 1.702)
 	case backend.SiLU:
-		for i, v := range x {
-			d[i] = v / (1 + asm.Exp32(-v))
-		}
-	}
-}
-
-// layerNorm uses float64 moments: the reference's fp32 moments carry their own
-// rounding, and the exact value is the better target for both.
-func layerNorm(d, x, w, b []float32, eps float32) {
-	var sum float64
-	for _, v := range x {
-		sum += float64(v)
-	}
-	mean := sum / float64(len(x))
-	var ss float64
-	for _, v := range x {
-		dv := float64(v) - mean
-		ss += dv * dv
-	}
-	rstd := 1 / math.Sqrt(ss/float64(len(x))+float64(eps))
-	m, r := float32(mean), float32(rstd)
-	for i, v := range x {
-		y := (v - m) * r * w[i]
-		if b != nil {
-			y += b[i]
-		}
-		d[i] = y
-	}
-}
-
-func rmsNorm(d, x, w []float32, eps float32) {
-	var ss float64
-	for _, v := range x {
-		ss += float64(v) * float64(v)
-	}
-	r := float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
-	for i, v := range x {
-		d[i] = v * r * w[i]
+		asm.XSigmoid(d, x, 1)
 	}
 }

@@ -1,17 +1,25 @@
 package cpu
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // task is a unit of parallel work over the index range [0, n): run is called
-// with disjoint sub-ranges, concurrently.
-type task interface{ run(lo, hi int) }
+// with disjoint sub-ranges, concurrently, each time with the scratch memory
+// of the thread that runs it.
+type task interface{ run(lo, hi int, s *scratch) }
 
 // pool is a fixed set of worker goroutines that help whoever calls parallel.
 // The caller works too, so a pool of size 1 has no workers at all. Nothing on
-// the dispatch path allocates: jobs and tasks are recycled through sync.Pools.
+// the dispatch path allocates: jobs are recycled through a sync.Pool, and
+// each worker owns its scratch memory.
+//
+// An idle worker spins for spinFor before it parks on the job channel, so
+// that the many small ops of a decoding step (norms, RoPE, attention between
+// the GEMVs) do not each pay a goroutine wake-up.
 type pool struct {
 	threads int
 	jobs    chan *job
@@ -19,12 +27,20 @@ type pool struct {
 	once    sync.Once
 }
 
+const spinFor = 50 * time.Microsecond
+
+// job is one parallel call. It is shared by reference count: the caller and
+// every worker it was sent to hold one, and the last to let go recycles it.
+// A worker that picks it up late (after the caller has returned) finds no
+// chunk left and touches nothing but the counters.
 type job struct {
-	t     task
-	n     int
-	grain int
-	next  atomic.Int64
-	wg    sync.WaitGroup
+	t      task
+	n      int
+	grain  int
+	chunks int64
+	next   atomic.Int64 // next chunk to claim
+	done   atomic.Int64 // chunks finished
+	refs   atomic.Int32
 }
 
 var jobs = sync.Pool{New: func() any { return new(job) }}
@@ -41,14 +57,44 @@ func newPool(threads int) *pool {
 }
 
 func (p *pool) worker() {
+	s := new(scratch)
 	for {
-		select {
-		case j := <-p.jobs:
-			j.work()
-			j.wg.Done()
-		case <-p.stop:
+		j := p.receive()
+		if j == nil {
 			return
 		}
+		j.work(s)
+		j.release()
+	}
+}
+
+// receive returns the next job, spinning for a while before parking; nil
+// when the pool is closed.
+func (p *pool) receive() *job {
+	var start time.Time
+	for i := 0; ; i++ {
+		select {
+		case j := <-p.jobs:
+			return j
+		case <-p.stop:
+			return nil
+		default:
+		}
+		if i&63 != 63 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+		} else if time.Since(start) > spinFor {
+			break
+		}
+		runtime.Gosched()
+	}
+	select {
+	case j := <-p.jobs:
+		return j
+	case <-p.stop:
+		return nil
 	}
 }
 
@@ -61,35 +107,49 @@ func (p *pool) parallel(n, grain int, t task) {
 	if n <= 0 {
 		return
 	}
-	if grain < 1 {
-		grain = 1
-	}
+	grain = max(grain, 1)
 	chunks := (n + grain - 1) / grain
 	helpers := min(p.threads-1, chunks-1)
+	s := scratches.Get().(*scratch)
+	defer scratches.Put(s)
 	if helpers <= 0 {
-		t.run(0, n)
+		t.run(0, n, s)
 		return
 	}
 	j := jobs.Get().(*job)
-	j.t, j.n, j.grain = t, n, grain
+	j.t, j.n, j.grain, j.chunks = t, n, grain, int64(chunks)
 	j.next.Store(0)
-	j.wg.Add(helpers)
+	j.done.Store(0)
+	j.refs.Store(int32(helpers + 1))
 	for range helpers {
 		p.jobs <- j
 	}
-	j.work()
-	j.wg.Wait()
-	j.t = nil
-	jobs.Put(j)
+	j.work(s)
+	// Every chunk is claimed now; wait for the ones workers are running.
+	for i := 0; j.done.Load() < j.chunks; i++ {
+		if i&15 == 15 {
+			runtime.Gosched()
+		}
+	}
+	j.release()
 }
 
-func (j *job) work() {
+func (j *job) work(s *scratch) {
 	for {
-		lo := int(j.next.Add(1)-1) * j.grain
-		if lo >= j.n {
+		c := j.next.Add(1) - 1
+		if c >= j.chunks {
 			return
 		}
-		j.t.run(lo, min(lo+j.grain, j.n))
+		lo := int(c) * j.grain
+		j.t.run(lo, min(lo+j.grain, j.n), s)
+		j.done.Add(1)
+	}
+}
+
+func (j *job) release() {
+	if j.refs.Add(-1) == 0 {
+		j.t = nil
+		jobs.Put(j)
 	}
 }
 
@@ -100,16 +160,18 @@ func (p *pool) grainFor(n, minGrain int) int {
 	return max(g, minGrain, 1)
 }
 
-// scratch hands out reusable float32 buffers to tasks.
-var scratch = sync.Pool{New: func() any { return new([]float32) }}
+// scratch is one thread's reusable float32 memory; it grows to the largest
+// request and stays, so steady-state ops allocate nothing.
+type scratch struct{ buf []float32 }
 
-func getScratch(n int) *[]float32 {
-	s := scratch.Get().(*[]float32)
-	if cap(*s) < n {
-		*s = make([]float32, n)
+// floats returns n floats of s (contents undefined).
+func (s *scratch) floats(n int) []float32 {
+	if cap(s.buf) < n {
+		s.buf = make([]float32, n)
 	}
-	*s = (*s)[:n]
-	return s
+	return s.buf[:n]
 }
 
-func putScratch(s *[]float32) { scratch.Put(s) }
+// scratches holds the scratch of callers of parallel (any goroutine);
+// workers own theirs.
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
