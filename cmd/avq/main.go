@@ -24,6 +24,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"bench":     {"measure kernels and models against peers", cmdBench},
 	"calibrate": {"fit an AlignedVQ codebook and residual map on images", cmdCalibrate},
 	"convert":   {"rewrite a checkpoint (PyTorch pickles) as safetensors, optionally merging a LoRA", cmdConvert},
 	"edge":      {"run the edge head: an image to an AlignedVQ frame, sent to a server with --cloud", cmdEdge},

@@ -171,3 +171,34 @@ func TestCalibrateIsDeterministic(t *testing.T) {
 		t.Fatalf("K above the distinct points: status %d, %q", status, stderr)
 	}
 }
+
+func TestBenchCompression(t *testing.T) {
+	var out, errb bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errb}
+	defer func() {
+		if c.cpu != nil {
+			c.cpu.Close()
+		}
+	}()
+	err := benchCompression(c, []string{"--model", td("tiny-llava"), "--vq", td("vq", "block1_ln2", "alignedvq.safetensors"),
+		"--images", td("images"), "--aspect", "pad", "--json"})
+	if err != nil {
+		t.Fatal(err, errb.String())
+	}
+	rows := map[string]float64{}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		rows[r["data sent"].(string)] = r["bytes"].(float64)
+	}
+	// 577 tokens × 9 bits = 650 bytes of payload, 678 with the frame around it.
+	if rows["AlignedVQ indices (577 × 9 bits)"] != 650 || rows["AlignedVQ indices + token statistics"] != 650+4*577 ||
+		rows["frame overhead (header 24 + CRC 4)"] != 28 || rows["features, fp16 (577 × 64)"] != 577*64*2 {
+		t.Fatalf("rows: %v", rows)
+	}
+	if !(rows["JPEG, quality 10"] < rows["JPEG, quality 90"] && rows["JPEG, quality 90"] < rows["raw image (RGB, 8 bit)"]) {
+		t.Fatalf("JPEG sizes out of order: %v", rows)
+	}
+}
