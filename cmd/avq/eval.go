@@ -107,7 +107,9 @@ func cmdEval(c *cli, args []string) error {
 	return err
 }
 
-// loadLocal loads a whole model, with the module attached when given.
+// loadLocal loads everything a whole model answers with: the tower from the
+// pixels (whole images need it; frames resume it at the split), the
+// projector and the language model, with the module attached when given.
 func loadLocal(c *cli, model, tower, vqPath, lora string, merge bool) (*llava.Model, error) {
 	ck, err := llava.Open(model, llava.OpenOptions{VisionTower: tower, LoRA: lora})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/avq/avq/llava"
 	"github.com/avq/avq/serve"
-	"github.com/avq/avq/vq"
 )
 
 // serveSignals start a graceful drain.
@@ -85,7 +84,7 @@ func cmdServe(c *cli, args []string) error {
 	var m *llava.Model
 	loaded := srv.Load(func() (*llava.Model, error) {
 		var err error
-		m, err = loadServeModel(c, *model, *tower, *vqPath, *lora, *merge)
+		m, err = loadLocal(c, *model, *tower, *vqPath, *lora, *merge)
 		return m, err
 	})
 	loadErr := make(chan error, 1)
@@ -108,25 +107,4 @@ func cmdServe(c *cli, args []string) error {
 		opt.Log.Printf("drained; exiting")
 	}
 	return serveErr
-}
-
-// loadServeModel loads everything a server answers with: the whole tower
-// from the pixels (whole images need it; frames resume it at the split),
-// the projector and the language model, and the module when given.
-func loadServeModel(c *cli, model, tower, vqPath, lora string, merge bool) (*llava.Model, error) {
-	ck, err := llava.Open(model, llava.OpenOptions{VisionTower: tower, LoRA: lora})
-	if err != nil {
-		return nil, err
-	}
-	var m *llava.Model
-	if vqPath == "" {
-		m, err = llava.Load(ck, c.backend(), llava.LoadOptions{Parts: ck.AllParts(), LoRA: lora, LoRAMerge: merge})
-	} else {
-		m, err = loadWithVQ(c, ck, vqPath, func(*vq.Module) (llava.Parts, error) { return ck.AllParts(), nil }, lora, merge)
-	}
-	if err != nil {
-		ck.Close()
-		return nil, err
-	}
-	return m, nil
 }

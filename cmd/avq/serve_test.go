@@ -31,7 +31,7 @@ func startServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	if err := <-srv.Load(func() (*llava.Model, error) {
-		return loadServeModel(c, td("tiny-llava"), "", td("vq", "block0_ln1", "alignedvq.safetensors"), "", false)
+		return loadLocal(c, td("tiny-llava"), "", td("vq", "block0_ln1", "alignedvq.safetensors"), "", false)
 	}); err != nil {
 		t.Fatal(err)
 	}
