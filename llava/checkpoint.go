@@ -114,7 +114,9 @@ func Open(dir string, opt OpenOptions) (ck *Checkpoint, err error) {
 			return nil, err
 		}
 		ck.closers = append(ck.closers, tower.close)
-		srcs = append(srcs, tower.src)
+		// LLaVA's builder reloads the tower from mm_vision_tower over any tower
+		// weights saved in the checkpoint, so the separate folder wins.
+		srcs = []nn.Source{withoutTower{weights.src}, tower.src}
 		ck.VisionDir = towerDir
 		if ck.Vision, err = readVisionConfig(towerDir); err != nil {
 			return nil, err

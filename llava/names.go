@@ -134,3 +134,17 @@ func (c *canonicalSource) originalName(name string) string {
 	}
 	return name
 }
+
+// withoutTower hides a checkpoint's vision-tower tensors (an original-layout
+// checkpoint saved with its tower), whose place the separate tower takes.
+type withoutTower struct{ nn.Source }
+
+func (w withoutTower) Names() []string {
+	var out []string
+	for _, n := range w.Source.Names() {
+		if cn, ok := canonicalName(n); !ok || !strings.HasPrefix(cn, "vision_tower.") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
