@@ -53,11 +53,6 @@ func benchEdge(c *cli, args []string) error {
 	pixels := tensor.New(tensor.F32, cfg.NumChannels, cfg.ImageSize, cfg.ImageSize)
 	fillRandom(pixels, 7, 1)
 	s := m.NewStream(b)
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 
 	var qerr error
 	tower := o.measure(func() { m.Run(b, s, pixels.F32(), vit.Pixels, split) })

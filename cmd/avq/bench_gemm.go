@@ -57,11 +57,6 @@ func benchGemm(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 	b := cpu.New(threads)
 	defer b.Close()
 

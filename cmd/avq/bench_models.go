@@ -76,11 +76,6 @@ func benchViT(c *cli, args []string) error {
 	pixels := tensor.New(tensor.F32, cfg.NumChannels, cfg.ImageSize, cfg.ImageSize)
 	fillRandom(pixels, 7, 1)
 	s := m.NewStream(b)
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 	var rows []row
 	// LLaVA-1.5 uses hidden state −2: 23 blocks; the whole tower is 24.
 	for _, blocks := range []int{cfg.NumHiddenLayers - 1, cfg.NumHiddenLayers} {
@@ -186,11 +181,6 @@ func benchDecode(c *cli, args []string) error {
 	}
 	emb := tensor.New(tensor.F32, *prompt, cfg.HiddenSize)
 	fillRandom(emb, 9, 1)
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 	t0 := time.Now()
 	if _, err := st.Prefill(emb); err != nil {
 		return err

@@ -99,11 +99,6 @@ func benchSplit(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 
 	m, err := loadVisionSide(c, *model, *vqPath)
 	if err != nil {

@@ -53,11 +53,6 @@ func cmdCalibrate(c *cli, args []string) error {
 		return fmt.Errorf("--held-out %d leaves no images to fit on (%d in %s)", nHeld, len(files), *images)
 	}
 	fit, held := files[:len(files)-nHeld], files[len(files)-nHeld:]
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 
 	ck, err := llava.Open(*model, llava.OpenOptions{VisionTower: *tower})
 	if err != nil {

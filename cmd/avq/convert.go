@@ -30,11 +30,6 @@ func cmdConvert(c *cli, args []string) error {
 		}
 		opt.DType = dt
 	}
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 	rep, err := llava.Convert(*model, *out, opt, c.backend())
 	if err != nil {
 		return err

@@ -45,11 +45,6 @@ func cmdEdge(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 	t0 := time.Now()
 	m, err := loadEdge(c, *model, *tower, *vqPath)
 	if err != nil {

@@ -65,11 +65,6 @@ func cmdEval(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 
 	a := &evalAnswerer{images: *images, imgOpt: imgOpt, tmpl: tmpl, maxTokens: *maxTokens, stats: *stats}
 	switch {

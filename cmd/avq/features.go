@@ -39,11 +39,6 @@ func cmdFeatures(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 
 	ck, err := llava.Open(*model, llava.OpenOptions{VisionTower: *tower})
 	if err != nil {

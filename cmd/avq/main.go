@@ -42,6 +42,7 @@ type cli struct {
 	memProfile     string
 	threads        int
 	cpu            *cpu.CPU // made on first use, closed when the command ends
+	stopProfile    func()   // set when parse starts the profiles
 }
 
 func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -73,6 +74,9 @@ func Main(args []string, stdout, stderr io.Writer) (status int) {
 	}
 	c := &cli{stdout: stdout, stderr: stderr}
 	err := cmd.run(c, args[1:])
+	if c.stopProfile != nil {
+		c.stopProfile()
+	}
 	if c.cpu != nil {
 		c.cpu.Close()
 	}
@@ -132,6 +136,13 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, positional int) error {
 		fs.Usage()
 		return errUsage
 	}
+	// Every command parses its flags here, so every command honours
+	// --cpuprofile and --memprofile; Main stops the profiles when it ends.
+	stop, err := c.profile()
+	if err != nil {
+		return err
+	}
+	c.stopProfile = stop
 	return nil
 }
 

@@ -116,9 +116,13 @@ func TestFeaturesMatchTransformers(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
-	status, out, stderr := avq(t, "inspect", td("tiny-llava"))
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	status, out, stderr := avq(t, "inspect", "--cpuprofile", prof, td("tiny-llava"))
 	if status != 0 {
 		t.Fatal(stderr)
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Fatalf("--cpuprofile wrote no profile: %v", err)
 	}
 	for _, want := range []string{"llava-hf", "vision_tower.vision_model.pre_layrnorm.weight", "tensors: 96"} {
 		if !strings.Contains(out, want) {

@@ -62,11 +62,6 @@ func cmdServe(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	stop, err := c.profile()
-	if err != nil {
-		return err
-	}
-	defer stop()
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
