@@ -138,6 +138,22 @@ func compareValues(t *testing.T, name string, got, want []float32) {
 	}
 }
 
+// exactValues holds got to the reference bit for bit: the PNG pipeline
+// (decode, pad, Pillow's fixed-point resize, crop, fp32 normalisation)
+// reproduces CLIPImageProcessor exactly, so any difference is a regression.
+func exactValues(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, reference has %d", name, len(got), len(want))
+	}
+	for i := range got {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: value %d (channel %d, row %d, column %d) = %.9g, CLIPImageProcessor has %.9g",
+				name, i, i/(336*336), i/336%336, i%336, got[i], want[i])
+		}
+	}
+}
+
 func TestPixelValuesMatchCLIPImageProcessor(t *testing.T) {
 	c := llavaConfig(t)
 	for _, key := range pngFixtures {
@@ -145,8 +161,8 @@ func TestPixelValuesMatchCLIPImageProcessor(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		compareValues(t, key+".hf", c.PixelValues(img, Crop), refF32(t, key+".pixel_values.hf"))
-		compareValues(t, key+".pad", c.PixelValues(img, Pad), refF32(t, key+".pixel_values.pad"))
+		exactValues(t, key+".hf", c.PixelValues(img, Crop), refF32(t, key+".pixel_values.hf"))
+		exactValues(t, key+".pad", c.PixelValues(img, Pad), refF32(t, key+".pixel_values.pad"))
 	}
 }
 
