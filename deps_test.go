@@ -16,11 +16,12 @@ const module = "github.com/avq/avq"
 // packages of the layers above its own (lower index), never its own layer's
 // siblings nor anything below. internal/testutil is for tests only.
 var layers = [][]string{
-	{"tensor", "safetensors", "ptfile", "tokenizer", "asm", "internal/mmap"},
+	{"tensor", "safetensors", "ptfile", "tokenizer", "jpeg", "asm", "internal/mmap"},
 	{"backend", "backend/cpu"},
 	{"nn"},
 	{"vit", "llama", "vq"},
 	{"llava", "llava/preprocess"},
+	{"train"},
 	{"serve", "eval"},
 	{"cmd/avq"},
 }
