@@ -57,8 +57,11 @@ func errorBody(e *APIError) []byte {
 	return b
 }
 
-// writeError sends e as the whole response.
+// writeError sends e as the whole response; route logs it.
 func writeError(w http.ResponseWriter, e *APIError) {
+	if rec, ok := w.(*recorder); ok {
+		rec.refusal = e
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	if e.RetryAfter > 0 {

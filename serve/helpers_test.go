@@ -68,6 +68,7 @@ func testOptions() Options {
 	o.Timeout = time.Minute
 	o.ReadTimeout, o.ReadHeaderTimeout = 2*time.Second, 2*time.Second
 	o.ShutdownTimeout = 10 * time.Second
+	o.DrainDelay = 0 // no balancer to tell; TestDrain sets one
 	o.MaxBody = 1 << 20
 	o.MaxPrompt = 4096
 	return o

@@ -241,9 +241,9 @@ func (s *Server) handleEnvelope(kind payloadKind) http.HandlerFunc {
 	}
 }
 
-// fail sends e: as the response when nothing was sent yet, as a last event
-// of the stream (framed by frame) otherwise, and not at all when the client
-// is gone.
+// fail sends e: as the response when nothing was sent yet (route logs
+// it), as a last event of the stream (framed by frame) otherwise, and not
+// at all when the client is gone.
 func (s *Server) fail(w http.ResponseWriter, st *stream, e *APIError, frame func([]byte) []byte) {
 	switch {
 	case e.Status == 499:
@@ -251,8 +251,8 @@ func (s *Server) fail(w http.ResponseWriter, st *stream, e *APIError, frame func
 		writeError(w, e)
 	default:
 		st.send(frame(errorBody(e)))
-	}
-	if e.Status >= 500 && e.Status != http.StatusGatewayTimeout {
-		s.log.Printf("%s", e.Error())
+		if e.Status >= 500 && e.Status != http.StatusGatewayTimeout {
+			s.log.Printf("%s", e.Error())
+		}
 	}
 }

@@ -6,10 +6,10 @@ import (
 )
 
 // queue admits at most parallel requests to the model at once and lets at
-// most maxQueue more wait. A request takes its place when it arrives,
-// before its body is read, so that an overloaded server refuses at once and
-// never buffers more than (parallel + maxQueue) bodies; it takes a slot
-// only once its body is in, so that a slow upload never holds the model.
+// most maxQueue more wait. A request takes its place once its body is in
+// (see upload.go), so the queue never holds a slow or idle upload, and the
+// server never holds more than parallel + maxQueue bodies waiting for the
+// model.
 type queue struct {
 	slots    chan struct{}
 	admitted atomic.Int64 // waiting or running
@@ -52,6 +52,5 @@ func (q *queue) done() {
 // leave gives the place back.
 func (q *queue) leave() { q.admitted.Add(-1) }
 
-// depth is the number of admitted requests not running: reading their
-// body or waiting for a slot.
+// depth is the number of admitted requests waiting for a slot.
 func (q *queue) depth() int64 { return max(0, q.admitted.Load()-q.running.Load()) }

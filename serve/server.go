@@ -34,17 +34,25 @@ type Options struct {
 	ReadHeaderTimeout time.Duration // to receive a request's headers
 	IdleTimeout       time.Duration // a kept-alive connection with no request is closed after it
 	ShutdownTimeout   time.Duration // Serve's drain: running requests get this long to finish
+	// DrainDelay is how long a draining server keeps its listener open,
+	// answering /health with 503 (and requests as before), so that a
+	// balancer's health check sees it leave before connections are refused.
+	DrainDelay time.Duration
+
+	MaxUploads        int   // request bodies received at once, in all
+	MaxUploadsPerConn int   // request bodies received at once on one connection (HTTP/2 streams)
+	MinUploadRate     int64 // bytes a second a body must keep up after the first 2 s; 0: no minimum
 
 	MaxBody        int64 // request body bytes
 	MaxPrompt      int   // prompt text bytes (the question, or all messages together)
 	MaxImagePixels int   // a larger image is refused before it is decoded
 
-	APIKey  string // when set, every endpoint but /health and /metrics needs "Authorization: Bearer <key>"
+	APIKey  string // when set, every endpoint but /health, /livez and /metrics needs "Authorization: Bearer <key>"
 	Pprof   bool   // serve /debug/pprof/
 	TLSCert string // certificate and key files: serve HTTPS (HTTP/1.1 and HTTP/2)
 	TLSKey  string
 
-	Log *log.Logger // request errors and the server's own; nil: discarded
+	Log *log.Logger // refused requests, request errors and the server's own; nil: discarded
 }
 
 // DefaultOptions are the defaults of avq serve.
@@ -59,6 +67,10 @@ func DefaultOptions() Options {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ShutdownTimeout:   30 * time.Second,
+		DrainDelay:        5 * time.Second,
+		MaxUploads:        64,
+		MaxUploadsPerConn: 4,
+		MinUploadRate:     8 << 10,
 		MaxBody:           32 << 20,
 		MaxPrompt:         64 << 10,
 		MaxImagePixels:    40_000_000,
@@ -77,8 +89,10 @@ func (o *Options) check() error {
 		return errors.New("serve: max body, max prompt and max image pixels must be positive")
 	case o.ReadTimeout <= 0 || o.ReadHeaderTimeout <= 0 || o.IdleTimeout <= 0 || o.ShutdownTimeout <= 0:
 		return errors.New("serve: the read, header, idle and shutdown timeouts must be positive")
-	case o.Timeout < 0:
-		return errors.New("serve: the request timeout must not be negative")
+	case o.Timeout < 0 || o.DrainDelay < 0:
+		return errors.New("serve: the request timeout and the drain delay must not be negative")
+	case o.MaxUploads < 1 || o.MaxUploadsPerConn < 1 || o.MinUploadRate < 0:
+		return errors.New("serve: max uploads and max uploads per connection must be positive, the minimum upload rate not negative")
 	case (o.TLSCert == "") != (o.TLSKey == ""):
 		return errors.New("serve: TLS needs both a certificate and a key")
 	}
@@ -94,10 +108,14 @@ type Server struct {
 	queue   *queue
 	started time.Time
 
-	model    atomic.Pointer[llava.Model] // nil while loading
-	loadErr  atomic.Pointer[error]
-	draining atomic.Bool
-	handlers sync.WaitGroup // requests being handled
+	model     atomic.Pointer[llava.Model] // nil while loading
+	loadErr   atomic.Pointer[error]
+	draining  atomic.Bool    // /health answers 503
+	stopping  atomic.Bool    // the listener is closed; model endpoints answer 503
+	uploading atomic.Int64   // request bodies being received
+	handlers  sync.WaitGroup // requests being handled
+	abort     chan struct{}  // closed by Abort
+	abortOnce sync.Once
 
 	// textHook, set by tests, runs after each piece of text is streamed.
 	textHook func(ctx context.Context)
@@ -112,7 +130,8 @@ func New(opt Options) (*Server, error) {
 	if lg == nil {
 		lg = log.New(io.Discard, "", 0)
 	}
-	return &Server{opt: opt, log: lg, metrics: newMetrics(), queue: newQueue(opt.Parallel, opt.MaxQueue), started: time.Now()}, nil
+	return &Server{opt: opt, log: lg, metrics: newMetrics(), queue: newQueue(opt.Parallel, opt.MaxQueue), started: time.Now(),
+		abort: make(chan struct{})}, nil
 }
 
 // Load runs load in the background; until it returns, /health answers 503
@@ -149,7 +168,7 @@ func (s *Server) Load(load func() (*llava.Model, error)) <-chan error {
 // or the server drains.
 func (s *Server) ready() (*llava.Model, *APIError) {
 	switch m := s.model.Load(); {
-	case s.draining.Load():
+	case s.stopping.Load():
 		return nil, errUnavailable("shutting_down", "the server is shutting down", 0)
 	case m != nil:
 		return m, nil
@@ -165,6 +184,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	open, closed := false, true // whether an endpoint needs the API key
 	mux.Handle("/health", s.route("health", http.MethodGet, open, s.handleHealth))
+	mux.Handle("/livez", s.route("livez", http.MethodGet, open, s.handleLivez))
 	mux.Handle("/metrics", s.route("metrics", http.MethodGet, open, s.handleMetrics))
 	mux.Handle("/v1/split", s.route("split", http.MethodPost, closed, s.handleEnvelope(kindFrame)))
 	mux.Handle("/v1/image", s.route("image", http.MethodPost, closed, s.handleEnvelope(kindImage)))
@@ -185,22 +205,33 @@ func (s *Server) Handler() http.Handler {
 }
 
 // route wraps a handler with what every endpoint shares: the count of
-// handlers in flight, the status code for the metrics, the method, the API
-// key and the module's fingerprint header.
+// handlers in flight, the status code for the metrics, one log line per
+// refusal, the method, the API key and the module's fingerprint header.
+// Deadlines are per endpoint: a request that may carry a body must send it
+// within ReadTimeout (readBody paces it, admit sets the model request's
+// own), even when it is refused before the body is read, as the server
+// then reads what is left of it; a GET or HEAD gets no read deadline (a
+// 35 s profile is not cut at 30 s).
 func (s *Server) route(endpoint, method string, auth bool, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.handlers.Add(1)
 		defer s.handlers.Done()
 		rec := &recorder{ResponseWriter: w}
-		// The body must arrive in time, even for a request refused before
-		// its body is read: the server reads what is left of it then.
-		http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opt.ReadTimeout))
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opt.ReadTimeout))
+		}
 		defer func() {
 			code := rec.code
 			if code == 0 {
 				code = 499 // nothing was written: the client went away first
 			}
 			s.metrics.request(endpoint, code)
+			if e := rec.refusal; e != nil {
+				s.log.Printf("refused %s %s from %s: %d %s: %s", r.Method, r.URL.Path, r.RemoteAddr, e.Status, e.Code, e.Message)
+			}
+			if rec.discard != nil {
+				s.discardBody(rec, rec.discard)
+			}
 		}()
 		if m := s.model.Load(); m != nil && m.VQ != nil {
 			rec.Header().Set(FingerprintHeader, hex.EncodeToString(m.VQ.Fingerprint[:]))
@@ -220,15 +251,21 @@ func (s *Server) route(endpoint, method string, auth bool, h http.HandlerFunc) h
 	})
 }
 
+// authorized checks the bearer token; the scheme's name is
+// case-insensitive (RFC 7235 §2.1).
 func (s *Server) authorized(r *http.Request) bool {
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(key)), []byte(s.opt.APIKey)) == 1
+	scheme, key, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") &&
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(key)), []byte(s.opt.APIKey)) == 1
 }
 
-// recorder remembers the status code a handler sent.
+// recorder remembers the status code a handler sent, the refusal it sent
+// (writeError) and a refused body to discard afterwards (tooLarge).
 type recorder struct {
 	http.ResponseWriter
-	code int
+	code    int
+	refusal *APIError
+	discard io.Reader
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -284,6 +321,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	switch errp := s.loadErr.Load(); {
 	case s.draining.Load():
 		h.Status = "draining"
+		w.Header().Set("Retry-After", "5")
 	case m != nil:
 		h.Status, code = "ok", http.StatusOK
 	case errp != nil:
@@ -302,9 +340,18 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, h)
 }
 
+// handleLivez says the process serves HTTP: 200 while loading and while
+// draining too, so that a liveness probe restarts only a server that no
+// longer answers (readiness is /health).
+func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, "ok\n")
+}
+
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.metrics.write(w, gauges{queueDepth: s.queue.depth(), running: s.queue.running.Load(),
+	s.metrics.write(w, gauges{queueDepth: s.queue.depth(), running: s.queue.running.Load(), uploading: s.uploading.Load(),
 		ready: s.model.Load() != nil && !s.draining.Load()})
 }
 
@@ -332,12 +379,23 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// Serve answers on ln until ctx ends, then drains: it stops accepting,
-// /health turns 503, running requests get ShutdownTimeout to finish, and
-// whatever is left then is cut off. It speaks HTTP/1.1 and HTTP/2, in
-// cleartext (h2c, prior knowledge) or over TLS when the options name a
-// certificate. Serve returns once every handler has returned; the error is
-// nil after a clean drain.
+// ErrAborted is Serve's error when Abort cut its drain short.
+var ErrAborted = errors.New("serve: the drain was cut short")
+
+// Abort cuts a drain short: Serve closes every connection and returns
+// ErrAborted at once, without waiting for the handlers still running. The
+// caller is expected to exit the process (the handlers may still use the
+// model). Abort before the drain starts takes effect when it starts.
+func (s *Server) Abort() { s.abortOnce.Do(func() { close(s.abort) }) }
+
+// Serve answers on ln until ctx ends, then drains: /health turns 503 while
+// the listener stays open for DrainDelay (requests are still served, so
+// that a balancer's health check sees the server leave), then it stops
+// accepting, running requests get ShutdownTimeout to finish, and whatever
+// is left then is cut off. It speaks HTTP/1.1 and HTTP/2, in cleartext
+// (h2c, prior knowledge) or over TLS when the options name a certificate.
+// Serve returns once every handler has returned; the error is nil after a
+// clean drain, ErrAborted after Abort.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -349,6 +407,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.opt.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		Protocols:         protocols,
+		ConnContext:       connContext,
 		ErrorLog:          s.log,
 	}
 	served := make(chan error, 1)
@@ -366,10 +425,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
-	s.log.Printf("draining: %d running, %d queued", s.queue.running.Load(), s.queue.depth())
+	s.log.Printf("draining: /health answers 503 for %v, then %d running and %d queued get %v to finish",
+		s.opt.DrainDelay, s.queue.running.Load(), s.queue.depth(), s.opt.ShutdownTimeout)
+	aborted := func() error {
+		hs.Close()
+		s.log.Printf("drain cut short: %d requests running", s.queue.running.Load())
+		return ErrAborted
+	}
+	select {
+	case <-time.After(s.opt.DrainDelay):
+	case <-s.abort:
+		return aborted()
+	}
+	s.stopping.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), s.opt.ShutdownTimeout)
 	defer cancel()
-	err := hs.Shutdown(sctx)
+	shut := make(chan error, 1)
+	go func() { shut <- hs.Shutdown(sctx) }()
+	var err error
+	select {
+	case err = <-shut:
+	case <-s.abort:
+		return aborted()
+	}
 	if err != nil {
 		err = fmt.Errorf("serve: drain cut short after %v: %w", s.opt.ShutdownTimeout, err)
 		hs.Close()

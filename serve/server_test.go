@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,12 +17,12 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,17 +71,21 @@ func TestAPIKey(t *testing.T) {
 	opt.APIKey = "sesame"
 	ts := start(t, opt, tinyModel(t))
 	body := chatBody(nil, `,"max_tokens":2`)
-	for _, h := range [][]string{nil, {"Authorization", "Bearer open"}, {"Authorization", "sesame"}, {"Authorization", "Basic c2VzYW1l"}} {
+	for _, h := range [][]string{nil, {"Authorization", "Bearer open"}, {"Authorization", "sesame"}, {"Authorization", "Basic c2VzYW1l"},
+		{"Authorization", "Bearersesame"}, {"Authorization", "Bearer"}} {
 		resp, b := ts.post(t, "/v1/chat/completions", "application/json", body, h...)
 		wantAPIError(t, "key "+strings.Join(h, " "), resp.StatusCode, b, http.StatusUnauthorized, "invalid_api_key")
 		if resp.Header.Get("WWW-Authenticate") == "" {
 			t.Error("a 401 without WWW-Authenticate")
 		}
 	}
-	if resp, b := ts.post(t, "/v1/chat/completions", "application/json", body, "Authorization", "Bearer sesame"); resp.StatusCode != 200 {
-		t.Fatalf("the right key: %d %s", resp.StatusCode, b)
+	// The scheme's name is case-insensitive (RFC 7235 §2.1).
+	for _, h := range []string{"Bearer sesame", "bearer sesame", "BEARER sesame", "bEaReR  sesame"} {
+		if resp, b := ts.post(t, "/v1/chat/completions", "application/json", body, "Authorization", h); resp.StatusCode != 200 {
+			t.Fatalf("the right key as %q: %d %s", h, resp.StatusCode, b)
+		}
 	}
-	for _, p := range []string{"/health", "/metrics"} {
+	for _, p := range []string{"/health", "/livez", "/metrics"} {
 		if code, _ := ts.get(t, p); code != 200 {
 			t.Errorf("%s needs the key: %d", p, code)
 		}
@@ -112,7 +117,7 @@ func TestMetricsFormat(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("content type %q", ct)
 	}
-	sample := regexp.MustCompile(`^([a-z_]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (\S+)$`)
+	sample := regexp.MustCompile(`^([a-z_:]+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (\S+)$`)
 	typed := map[string]string{}
 	var lastBucket float64
 	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
@@ -158,6 +163,7 @@ func TestMetricsFormat(t *testing.T) {
 		`avq_requests_total{endpoint="split",code="400"}`:          1,
 		`avq_requests_total{endpoint="other",code="404"}`:          1,
 		`avq_generated_tokens_total`:                               3,
+		`vllm:generation_tokens_total`:                             3,
 		`avq_phase_seconds_count{phase="vision_tail"}`:             1,
 		`avq_phase_seconds_count{phase="prefill"}`:                 1,
 		`avq_request_body_bytes_total{endpoint="split"}`:           float64(EnvelopeSize + len(e.Frame) + len(question)),
@@ -238,11 +244,15 @@ func writeCert(t *testing.T, dir string) *x509.CertPool {
 	return pool
 }
 
-// TestDrain stops the server while a request runs: /health turns 503, the
-// running request still gets its whole answer, and Serve returns cleanly.
+// TestDrain stops the server while a request runs: /health turns 503 on
+// the listener, which stays open for the drain delay while /livez stays
+// 200, the running request still gets its whole answer, and Serve returns
+// cleanly.
 func TestDrain(t *testing.T) {
 	m := tinyModel(t)
-	ts := start(t, testOptions(), m)
+	opt := testOptions()
+	opt.DrainDelay = 2 * time.Second
+	ts := start(t, opt, m)
 	running, release := make(chan struct{}), make(chan struct{})
 	first := true
 	ts.textHook = func(context.Context) {
@@ -270,10 +280,21 @@ func TestDrain(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- ts.stop() }()
 	eventually(t, "draining", ts.draining.Load)
-	rec := httptest.NewRecorder()
-	ts.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "draining") {
-		t.Errorf("health while draining: %d %s", rec.Code, rec.Body)
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // a new connection each
+	for _, c := range []struct {
+		path string
+		code int
+		body string
+	}{{"/health", http.StatusServiceUnavailable, `"status":"draining"`}, {"/livez", http.StatusOK, "ok"}} {
+		resp, err := fresh.Get(ts.url + c.path)
+		if err != nil {
+			t.Fatalf("%s while draining: the listener is closed: %v", c.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(b), c.body) {
+			t.Errorf("%s while draining: %d %s", c.path, resp.StatusCode, b)
+		}
 	}
 	close(release)
 	r := <-answered
@@ -282,6 +303,34 @@ func TestDrain(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAbort: Abort cuts a drain short, the delay and the running requests'
+// time included.
+func TestAbort(t *testing.T) {
+	m := tinyModel(t)
+	opt := testOptions()
+	opt.DrainDelay, opt.ShutdownTimeout = time.Hour, time.Hour
+	ts := start(t, opt, m)
+	running := make(chan struct{})
+	var once sync.Once
+	ts.textHook = func(ctx context.Context) {
+		once.Do(func() { close(running) })
+		<-ctx.Done()
+	}
+	go func() {
+		if resp, err := ts.client.Post(ts.url+"/v1/chat/completions", "application/json", bytes.NewReader(chatBody(nil, `,"max_tokens":50`))); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-running
+	stopped := make(chan error, 1)
+	go func() { stopped <- ts.stop() }()
+	eventually(t, "draining", ts.draining.Load)
+	ts.Abort()
+	if err := <-stopped; !errors.Is(err, ErrAborted) {
+		t.Fatalf("Serve after Abort: %v, want ErrAborted", err)
 	}
 }
 

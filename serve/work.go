@@ -1,12 +1,9 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/avq/avq/backend"
@@ -50,46 +47,6 @@ type task struct {
 type outcome struct {
 	result  *llava.Result // nil when nothing was generated
 	timings Timings
-}
-
-// readBody reads a request body within MaxBody and the read deadline that
-// route set. After a failure the connection is closed, so that the server
-// does not wait for the rest of a body that may never come.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, endpoint string) ([]byte, *APIError) {
-	if r.ContentLength > s.opt.MaxBody {
-		w.Header().Set("Connection", "close")
-		return nil, tooLarge(r.ContentLength, s.opt.MaxBody)
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opt.MaxBody))
-	b := buf.Bytes()
-	var maxErr *http.MaxBytesError
-	switch {
-	case err == nil:
-		// The deadline must not cut the connection while the answer is
-		// computed: HTTP/1's watch for a client going away reads it.
-		http.NewResponseController(w).SetReadDeadline(time.Time{})
-		s.metrics.body(endpoint, len(b))
-		return b, nil
-	case errors.As(err, &maxErr):
-		w.Header().Set("Connection", "close")
-		return nil, tooLarge(maxErr.Limit+1, s.opt.MaxBody)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		w.Header().Set("Connection", "close")
-		return nil, &APIError{Status: http.StatusRequestTimeout, Type: typeInvalid, Code: "body_timeout",
-			Message: "the request body did not arrive within " + s.opt.ReadTimeout.String()}
-	default:
-		w.Header().Set("Connection", "close")
-		return nil, errInvalid("bad_body", "reading the request body: %v", err)
-	}
-}
-
-func tooLarge(n, limit int64) *APIError {
-	return &APIError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalid, Code: "body_too_large",
-		Message: fmt.Sprintf("the request body has at least %d bytes; the server takes at most %d", n, limit)}
 }
 
 // execute runs a task on the model: the vision side, then generation,
@@ -239,17 +196,17 @@ func (a *admission) release() {
 	a.cancel()
 }
 
-// admit takes a place in the queue, reads the body and waits for a slot.
-// A nil error must be followed by release once the model work is over.
+// admit reads the body, then takes a place in the queue and waits for a
+// slot: a request whose body has not arrived holds neither. A nil error
+// must be followed by release once the model work is over.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, endpoint string) (*admission, *APIError) {
 	arrived := time.Now()
-	if !s.queue.admit() {
-		return nil, errUnavailable("queue_full", "the server is busy: every slot and queue place is taken", 1)
-	}
 	body, e := s.readBody(w, r, endpoint)
 	if e != nil {
-		s.queue.leave()
 		return nil, e
+	}
+	if !s.queue.admit() {
+		return nil, errUnavailable("queue_full", "the server is busy: every slot and queue place is taken", 1)
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	if s.opt.Timeout > 0 {
