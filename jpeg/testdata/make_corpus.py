@@ -136,6 +136,15 @@ subprocess.run([exe, os.path.join(OUT, "l-ycck.jpg"), "61", "37"], check=True)
 made.append(("l-ycck", "ycck.c 61 37"))
 
 
+# Go's own test JPEGs (BSD licence, as ../../llava/preprocess/testdata says):
+# every chroma subsampling, grayscale, and an Adobe CMYK file.
+import shutil
+for f in ["video-001.q50.444", "video-001.q50.422", "video-001.q50.420", "video-001.q50.440",
+          "video-001.q50.411", "video-001.q50.410", "video-005.gray.q50", "video-001.cmyk"]:
+    shutil.copy(f"../../llava/preprocess/testdata/{f}.jpeg", os.path.join(OUT, f"go-{f}.jpg"))
+    made.append((f"go-{f}", f"Go's src/image/testdata/{f}.jpeg"))
+
+
 # Colour-space guessing: the same entropy-coded data with the markers that
 # decide between RGB and YCbCr removed or added.
 def segments(b):

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+
+	"github.com/avq/avq/jpeg"
 )
 
 // Conversions from what Go's decoders return to RGB, each following the mode
@@ -13,24 +15,21 @@ import (
 //     the file's palette are grey), alpha dropped (never composited);
 //   - 16-bit PNG colour (RGB;16B, RGBA;16B, LA;16B raw modes): the high byte;
 //   - 16-bit grey PNG opens as mode I, and I->RGB clips: min(v, 255);
-//   - CMYK JPEG (Adobe-inverted, "CMYK;I"): cmyk2rgb's nk - nk*c/255.
+//   - JPEG (decoded by package jpeg as libjpeg does): L replicated; CMYK,
+//     whether stored as CMYK or YCCK, opened Adobe-inverted ("CMYK;I")
+//     then cmyk2rgb's nk - nk*c/255.
 
-// fromJPEG handles what image/jpeg returns.
-func fromJPEG(m image.Image) (*Image, error) {
-	switch m := m.(type) {
-	case *image.YCbCr:
-		return jpegToRGB(m)
-	case *image.Gray:
-		return fromGray(m.Pix, m.Stride, m.Rect), nil
-	case *image.RGBA: // an Adobe-RGB (transform 0) JPEG, stored as RGB
-		return from4(m.Pix, m.Stride, m.Rect, copyRGB), nil
-	case *image.CMYK:
-		// Go has undone the Adobe inversion as Pillow's "CMYK;I" does. A YCCK
-		// file's colour step is Go's, not libjpeg's, so it may be a few levels
-		// off; plain CMYK files differ from Pillow only through the IDCT.
-		return from4(m.Pix, m.Stride, m.Rect, cmykToRGB), nil
+// fromJPEG converts what libjpeg returns as Pillow does from the mode it
+// opens the file in: L replicated, RGB as is, CMYK through "CMYK;I".
+func fromJPEG(m *jpeg.Image) *Image {
+	r := image.Rect(0, 0, m.Width, m.Height)
+	switch m.ColorSpace {
+	case jpeg.Gray:
+		return fromGray(m.Pix, m.Width, r)
+	case jpeg.CMYK:
+		return from4(m.Pix, 4*m.Width, r, invertedCMYKToRGB)
 	}
-	return nil, fmt.Errorf("unexpected JPEG image type %T", m)
+	return &Image{W: m.Width, H: m.Height, Pix: m.Pix}
 }
 
 // fromPNG handles what image/png returns. b is the file, already validated by
@@ -138,12 +137,13 @@ func clip16to8(hi, lo uint8) uint8 {
 	return lo
 }
 
-// cmykToRGB is Pillow's cmyk2rgb: nk = 255-k, channel = nk - nk*c/255 with
-// MULDIV255's rounding.
-func cmykToRGB(dst, src []uint8) {
-	nk := 255 - int32(src[3])
+// invertedCMYKToRGB is Pillow's "CMYK;I" unpacking (each sample inverted,
+// as Adobe stores CMYK) followed by its cmyk2rgb: nk = 255-k, channel =
+// nk - nk*c/255 with MULDIV255's rounding.
+func invertedCMYKToRGB(dst, src []uint8) {
+	nk := int32(src[3]) // 255 - (255 - stored k)
 	for i := range 3 {
-		t := int32(src[i])*nk + 128
+		t := (255-int32(src[i]))*nk + 128
 		dst[i] = clampU8(nk - ((t>>8)+t)>>8)
 	}
 }

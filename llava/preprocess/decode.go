@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"image"
 	"image/gif"
-	"image/jpeg"
 	"image/png"
 	"io"
 	"os"
 
 	"golang.org/x/image/webp"
+
+	"github.com/avq/avq/jpeg"
 )
 
 // Image is an 8-bit RGB image, row-major HWC: channel c of pixel (x, y) is
@@ -116,11 +117,16 @@ func readFile(path string) ([]byte, error) {
 
 func decode(b []byte, opt DecodeOptions) (*Image, error) {
 	f := sniff(b)
+	maxPixels := opt.MaxPixels
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxPixels
+	}
+	if f == formatJPEG {
+		return decodeJPEG(b, opt, maxPixels)
+	}
 	var decodeConfig func(io.Reader) (image.Config, error)
 	var decodeImage func(io.Reader) (image.Image, error)
 	switch f {
-	case formatJPEG:
-		decodeConfig, decodeImage = jpeg.DecodeConfig, jpeg.Decode
 	case formatPNG:
 		decodeConfig, decodeImage = png.DecodeConfig, png.Decode
 	case formatGIF:
@@ -137,10 +143,6 @@ func decode(b []byte, opt DecodeOptions) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %v header: %w", f, err)
 	}
-	maxPixels := opt.MaxPixels
-	if maxPixels <= 0 {
-		maxPixels = DefaultMaxPixels
-	}
 	if err := checkSize(cfg.Width, cfg.Height, maxPixels); err != nil {
 		return nil, err
 	}
@@ -150,8 +152,6 @@ func decode(b []byte, opt DecodeOptions) (*Image, error) {
 	}
 	var img *Image
 	switch f {
-	case formatJPEG:
-		img, err = fromJPEG(m)
 	case formatPNG:
 		img, err = fromPNG(m, b)
 	case formatGIF:
@@ -167,6 +167,27 @@ func decode(b []byte, opt DecodeOptions) (*Image, error) {
 	}
 	if opt.ApplyEXIF {
 		img = orient(img, exifOrientation(f, b))
+	}
+	return img, nil
+}
+
+// decodeJPEG decodes with the libjpeg-exact decoder, which reads the frame
+// header and applies the pixel limit before it allocates anything.
+func decodeJPEG(b []byte, opt DecodeOptions, maxPixels int) (*Image, error) {
+	cfg, err := jpeg.DecodeConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("reading JPEG header: %w", err)
+	}
+	if err := checkSize(cfg.Width, cfg.Height, maxPixels); err != nil {
+		return nil, err
+	}
+	m, err := jpeg.Decode(b, jpeg.Options{MaxPixels: maxPixels})
+	if err != nil {
+		return nil, fmt.Errorf("decoding JPEG: %w", err)
+	}
+	img := fromJPEG(m)
+	if opt.ApplyEXIF {
+		img = orient(img, exifOrientation(formatJPEG, b))
 	}
 	return img, nil
 }

@@ -5,15 +5,14 @@
 // resize, and transformers 4.40.2 CLIPImageProcessor's centre crop, rescale and
 // normalisation.
 //
-// Decoding uses the standard library and golang.org/x/image/webp for the
-// entropy-coded part of each format and redoes, on top of what they return,
-// the steps where Pillow's C libraries differ from Go's: libjpeg's fancy chroma
-// upsampling and integer YCbCr->RGB tables, libwebp's fancy upsampler and
-// BT.601 limited-range conversion, and Pillow's mode conversions (alpha
-// dropped, 16-bit samples reduced as Pillow's raw modes reduce them). Only the
-// JPEG inverse DCT is Go's rather than libjpeg's islow, so a JPEG's pixels can
-// be a level or two off Pillow's (on the fixture 97.5% are exact, 99.6% within
-// one level, none more than three off).
+// JPEG files are decoded by package jpeg, which reproduces libjpeg-turbo 2.1
+// exactly. PNG, GIF and WebP use the standard library and
+// golang.org/x/image/webp for the entropy-coded part and redo, on top of what
+// they return, the steps where Pillow's C libraries differ from Go's:
+// libwebp's fancy upsampler and BT.601 limited-range conversion, and Pillow's
+// mode conversions (alpha dropped, 16-bit samples reduced as Pillow's raw
+// modes reduce them, CMYK JPEGs opened Adobe-inverted).
 //
-// Allowed imports: the standard library and golang.org/x/image/webp.
+// Allowed imports: the standard library, golang.org/x/image/webp and
+// package jpeg.
 package preprocess

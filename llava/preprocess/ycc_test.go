@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"image"
 	"image/color"
-	"image/jpeg"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,130 +11,6 @@ import (
 
 	"golang.org/x/image/webp"
 )
-
-// The references below transcribe the C loops statement by statement
-// (pointer walks, context rows, packed arithmetic) so that the clamped-index
-// formulation in ycc.go is checked against a second, literal reading.
-
-// refContextRows is jdmainct.c's view of a chroma plane: rows -1 and ch
-// repeat the first and last real rows.
-func refContextRows(plane []uint8, stride, cw, ch int) func(int) []uint8 {
-	return func(r int) []uint8 {
-		r = min(max(r, 0), ch-1)
-		return plane[r*stride : r*stride+cw]
-	}
-}
-
-// refH2V1 is h2v1_fancy_upsample on one row.
-func refH2V1(in []uint8) []uint8 {
-	out := make([]uint8, 0, 2*len(in))
-	p := 0
-	invalue := int(in[p])
-	p++
-	out = append(out, uint8(invalue), uint8((invalue*3+int(in[p])+2)>>2))
-	for colctr := len(in) - 2; colctr > 0; colctr-- {
-		invalue = int(in[p]) * 3
-		p++
-		out = append(out, uint8((invalue+int(in[p-2])+1)>>2), uint8((invalue+int(in[p])+2)>>2))
-	}
-	invalue = int(in[p])
-	out = append(out, uint8((invalue*3+int(in[p-1])+1)>>2), uint8(invalue))
-	return out
-}
-
-// refH2V2 is h2v2_fancy_upsample for one input row group (two output rows).
-func refH2V2(rows func(int) []uint8, inrow int) [2][]uint8 {
-	var res [2][]uint8
-	for v := range 2 {
-		in0 := rows(inrow)
-		in1 := rows(inrow - 1)
-		if v == 1 {
-			in1 = rows(inrow + 1)
-		}
-		out := make([]uint8, 0, 2*len(in0))
-		p := 0
-		thiscolsum := int(in0[p])*3 + int(in1[p])
-		p++
-		nextcolsum := int(in0[p])*3 + int(in1[p])
-		p++
-		out = append(out, uint8((thiscolsum*4+8)>>4), uint8((thiscolsum*3+nextcolsum+7)>>4))
-		lastcolsum := thiscolsum
-		thiscolsum = nextcolsum
-		for colctr := len(in0) - 2; colctr > 0; colctr-- {
-			nextcolsum = int(in0[p])*3 + int(in1[p])
-			p++
-			out = append(out, uint8((thiscolsum*3+lastcolsum+8)>>4), uint8((thiscolsum*3+nextcolsum+7)>>4))
-			lastcolsum = thiscolsum
-			thiscolsum = nextcolsum
-		}
-		out = append(out, uint8((thiscolsum*3+lastcolsum+8)>>4), uint8((thiscolsum*4+7)>>4))
-		res[v] = out
-	}
-	return res
-}
-
-// refUpsample drives the references over a whole plane.
-func refUpsample(plane []uint8, stride, cw, ch, hs, vs, w, h int) []uint8 {
-	rows := refContextRows(plane, stride, cw, ch)
-	full := make([][]uint8, 0, ch*vs)
-	for r := range ch {
-		switch {
-		case hs == 2 && vs == 1 && cw > 2:
-			full = append(full, refH2V1(rows(r)))
-		case hs == 2 && vs == 2 && cw > 2:
-			pair := refH2V2(rows, r)
-			full = append(full, pair[0], pair[1])
-		case hs == 1 && vs == 2: // h1v2_fancy_upsample
-			for v, bias := range []int{1, 2} {
-				in0, in1 := rows(r), rows(r-1)
-				if v == 1 {
-					in1 = rows(r + 1)
-				}
-				out := make([]uint8, cw)
-				for i := range out {
-					out[i] = uint8((int(in0[i])*3 + int(in1[i]) + bias) >> 2)
-				}
-				full = append(full, out)
-			}
-		default: // int_upsample
-			out := make([]uint8, 0, cw*hs)
-			for _, v := range rows(r) {
-				for range hs {
-					out = append(out, v)
-				}
-			}
-			for range vs {
-				full = append(full, out)
-			}
-		}
-	}
-	res := make([]uint8, 0, w*h)
-	for y := range h {
-		res = append(res, full[y][:w]...)
-	}
-	return res
-}
-
-func TestJPEGUpsampleMatchesLibjpegLoops(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	factors := [][2]int{{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}, {4, 2}}
-	for trial := range 400 {
-		f := factors[trial%len(factors)]
-		hs, vs := f[0], f[1]
-		w, h := 1+rng.IntN(40), 1+rng.IntN(40)
-		cw, ch := (w+hs-1)/hs, (h+vs-1)/vs
-		stride := cw + rng.IntN(5)
-		plane := make([]uint8, stride*ch)
-		for i := range plane {
-			plane[i] = uint8(rng.IntN(256))
-		}
-		got := jpegUpsample(plane, stride, cw, ch, hs, vs, w, h)
-		want := refUpsample(plane, stride, cw, ch, hs, vs, w, h)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("h%dv%d %dx%d: upsampled plane differs from libjpeg's loops", hs, vs, w, h)
-		}
-	}
-}
 
 // refWebPToRGB is libwebp's EmitFancyRGB over a whole frame with
 // UPSAMPLE_FUNC's packed (u | v<<16) arithmetic and VP8YuvToRgb.
@@ -220,26 +95,6 @@ func TestWebPUpsampleMatchesLibwebpLoops(t *testing.T) {
 	}
 }
 
-// libjpeg's tables and Go's color.YCbCrToRGB round the same ITU-R 601
-// formulas differently, never by more than one level.
-func TestJPEGColorTablesNearGo(t *testing.T) {
-	tb := jpegYCC
-	for cb := range 256 {
-		for cr := range 256 {
-			for y := range 256 {
-				yy := int32(y)
-				r := clampU8(yy + tb.crR[cr])
-				g := clampU8(yy + (tb.cbG[cb]+tb.crG[cr])>>16)
-				b := clampU8(yy + tb.cbB[cb])
-				gr, gg, gb := color.YCbCrToRGB(uint8(y), uint8(cb), uint8(cr))
-				if d := max(absDiff(r, gr), absDiff(g, gg), absDiff(b, gb)); d > 1 {
-					t.Fatalf("YCbCr(%d,%d,%d): libjpeg tables give (%d,%d,%d), Go (%d,%d,%d)", y, cb, cr, r, g, b, gr, gg, gb)
-				}
-			}
-		}
-	}
-}
-
 func absDiff(a, b uint8) int { return max(int(a)-int(b), int(b)-int(a)) }
 
 func meanAbsDiff(t *testing.T, a, b *Image) float64 {
@@ -274,67 +129,6 @@ func readTestdata(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// Every chroma layout decodes, and stays close to Go's own decode (which
-// differs only in chroma upsampling and rounding).
-func TestJPEGSubsamplings(t *testing.T) {
-	for _, s := range []string{"444", "422", "420", "440", "411", "410"} {
-		b := readTestdata(t, "video-001.q50."+s+".jpeg")
-		ours, err := Decode(b, DecodeOptions{})
-		if err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-		m, err := jpeg.Decode(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ycc, ok := m.(*image.YCbCr); !ok || ycc.SubsampleRatio.String() != "YCbCrSubsampleRatio"+s {
-			t.Fatalf("%s: test file does not decode as %s YCbCr", s, s)
-		}
-		if d := meanAbsDiff(t, ours, goRGB(m)); d > 2 {
-			t.Errorf("%s: mean |Δ| to Go's decode = %.3f levels", s, d)
-		}
-	}
-}
-
-func TestGrayJPEG(t *testing.T) {
-	b := readTestdata(t, "video-005.gray.q50.jpeg")
-	ours, err := Decode(b, DecodeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := jpeg.Decode(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, ok := m.(*image.Gray)
-	if !ok {
-		t.Fatalf("test file decodes as %T", m)
-	}
-	for y := range ours.H {
-		for x := range ours.W {
-			v := g.GrayAt(x, y).Y
-			if p := ours.Pix[3*(y*ours.W+x):]; p[0] != v || p[1] != v || p[2] != v {
-				t.Fatalf("pixel (%d,%d) = %v, want grey %d replicated", x, y, p[:3], v)
-			}
-		}
-	}
-}
-
-// Go's test CMYK JPEG, against the PNG rendering Go ships with it.
-func TestCMYKJPEG(t *testing.T) {
-	ours, err := Decode(readTestdata(t, "video-001.cmyk.jpeg"), DecodeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := Decode(readTestdata(t, "video-001.cmyk.png"), DecodeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := meanAbsDiff(t, ours, want); d > 1 {
-		t.Errorf("mean |Δ| to the reference rendering = %.3f levels", d)
-	}
 }
 
 // Lossy WebP is BT.601 limited range; decoding it as full-range JFIF (what
