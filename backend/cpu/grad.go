@@ -16,19 +16,23 @@ var _ backend.Grad = (*CPU)(nil)
 // dyᵀ gathered per K chunk — no operand is ever transposed whole. The task
 // grid and the K chunks are the forward's, so each element's sum runs in an
 // order fixed by K alone.
-type gemmNTask struct {
-	g       asm.Gemm
-	dst     []float32
-	a, b    []float32 // A: [M, K] (or [K, M] with transA); B: [K, N]
-	transA  bool
-	acc     bool
-	m, n, k int
-	mc, nc  int
-	mBlocks int
-	nBlocks int
+//
+// gemm is C[M,N] = alpha·op(A)·op(B) (+ C with acc) over strided operands:
+// op(A)[i,k] is a[i·lda + k], or a[k·lda + i] with transA; op(B)[k,j] is
+// b[k·ldb + j], or b[j·ldb + k] with transB (a Linear weight, PackT).
+type gemm struct {
+	g                asm.Gemm
+	a, b, c          []float32
+	lda, ldb, ldc    int
+	transA, transB   bool
+	acc              bool
+	alpha            float32
+	m, n, k          int
+	mc, nc           int
+	mBlocks, nBlocks int
 }
 
-var gemmNTasks = sync.Pool{New: func() any { return new(gemmNTask) }}
+var gemmTasks = sync.Pool{New: func() any { return new(gemm) }}
 
 func (c *CPU) MatMulNN(dst, x, w backend.Tensor, acc bool) {
 	ws := host(w).Shape()
@@ -40,7 +44,7 @@ func (c *CPU) MatMulNN(dst, x, w backend.Tensor, acc bool) {
 	if k == 0 || len(xs)%k != 0 || len(ds) != len(xs)/k*n {
 		panic("backend: MatMulNN shapes disagree")
 	}
-	c.gemmN(ds, xs, f32(w), len(xs)/k, n, k, false, acc)
+	c.parallelGemm(gemm{a: xs, lda: k, b: f32(w), ldb: n, c: ds, ldc: n, m: len(xs) / k, n: n, k: k, acc: acc, alpha: 1})
 }
 
 func (c *CPU) MatMulTN(dst, a, x backend.Tensor, acc bool) {
@@ -51,30 +55,26 @@ func (c *CPU) MatMulTN(dst, a, x backend.Tensor, acc bool) {
 	}
 	// dst[N,K] = aᵀ·x: the product's A is aᵀ (rows of a are its columns),
 	// its inner dimension the M rows of a and x.
-	c.gemmN(ds, as, xs, n, k, len(as)/n, true, acc)
+	c.parallelGemm(gemm{a: as, lda: n, transA: true, b: xs, ldb: k, c: ds, ldc: k, m: n, n: k, k: len(as) / n, acc: acc, alpha: 1})
 }
 
-func (c *CPU) gemmN(dst, a, b []float32, m, n, k int, transA, acc bool) {
-	if m == 0 || n == 0 {
+// parallelGemm runs p on the forward's task grid.
+func (c *CPU) parallelGemm(p gemm) {
+	if p.m == 0 || p.n == 0 {
 		return
 	}
-	if k == 0 {
-		if !acc {
-			clear(dst)
-		}
-		return
-	}
-	t := gemmNTasks.Get().(*gemmNTask)
-	*t = gemmNTask{g: asm.GemmKernel(), dst: dst, a: a, b: b, transA: transA, acc: acc, m: m, n: n, k: k}
-	mt := matmulTask{g: t.g, m: m, n: n}
+	t := gemmTasks.Get().(*gemm)
+	*t = p
+	t.g = asm.GemmKernel()
+	mt := matmulTask{g: t.g, m: p.m, n: p.n}
 	mt.split(c.pool.threads)
 	t.mc, t.nc, t.mBlocks, t.nBlocks = mt.mc, mt.nc, mt.mBlocks, mt.nBlocks
 	c.pool.parallel(t.mBlocks*t.nBlocks, 1, t)
-	*t = gemmNTask{}
-	gemmNTasks.Put(t)
+	*t = gemm{}
+	gemmTasks.Put(t)
 }
 
-func (t *gemmNTask) run(lo, hi int, s *scratch) {
+func (t *gemm) run(lo, hi int, s *scratch) {
 	for blk := lo; blk < hi; blk++ {
 		m0, n0 := (blk/t.nBlocks)*t.mc, (blk%t.nBlocks)*t.nc
 		t.block(m0, min(m0+t.mc, t.m), n0, min(n0+t.nc, t.n), s)
@@ -82,9 +82,17 @@ func (t *gemmNTask) run(lo, hi int, s *scratch) {
 }
 
 // block computes C[m0:m1, n0:n1] in the forward's K chunks.
-func (t *gemmNTask) block(m0, m1, n0, n1 int, s *scratch) {
-	g, k, n := t.g, t.k, t.n
+func (t *gemm) block(m0, m1, n0, n1 int, s *scratch) {
+	g, k := t.g, t.k
 	mr, nr := g.MR, g.NR
+	if k == 0 {
+		if !t.acc {
+			for i := m0; i < m1; i++ {
+				clear(t.c[i*t.ldc+n0 : i*t.ldc+n1])
+			}
+		}
+		return
+	}
 	panels := (n1 - n0 + nr - 1) / nr
 	chunks := max(1, (k+kcBlock/2)/kcBlock)
 	kcMax := (k + chunks - 1) / chunks
@@ -96,7 +104,12 @@ func (t *gemmNTask) block(m0, m1, n0, n1 int, s *scratch) {
 		kc := min(kcMax, k-k0)
 		for p := range panels {
 			j0 := n0 + p*nr
-			g.PackN(packed[p*nr*kc:(p+1)*nr*kc], t.b[k0*n+j0:], n, min(nr, n1-j0), kc)
+			panel, cols := packed[p*nr*kc:(p+1)*nr*kc], min(nr, n1-j0)
+			if t.transB {
+				g.PackT(panel, t.b[j0*t.ldb+k0:], t.ldb, cols, kc)
+			} else {
+				g.PackN(panel, t.b[k0*t.ldb+j0:], t.ldb, cols, kc)
+			}
 		}
 		load := k0 > 0 || t.acc
 		for i0 := m0; i0 < m1; i0 += mr {
@@ -107,40 +120,39 @@ func (t *gemmNTask) block(m0, m1, n0, n1 int, s *scratch) {
 				cols := min(nr, n1-j0)
 				panel := packed[p*nr*kc : (p+1)*nr*kc]
 				if rows == mr && cols == nr {
-					g.Tile(kc, a, lda, panel, t.dst[i0*n+j0:], n, 1, load)
+					g.Tile(kc, a, lda, panel, t.c[i0*t.ldc+j0:], t.ldc, t.alpha, load)
 					continue
 				}
 				if load {
 					for i := range rows {
-						copy(cTail[i*nr:i*nr+cols], t.dst[(i0+i)*n+j0:])
+						copy(cTail[i*nr:i*nr+cols], t.c[(i0+i)*t.ldc+j0:])
 					}
 				}
-				tile(g, rows, kc, a, lda, panel, cTail, 1, load)
+				tile(g, rows, kc, a, lda, panel, cTail, t.alpha, load)
 				for i := range rows {
-					copy(t.dst[(i0+i)*n+j0:(i0+i)*n+j0+cols], cTail[i*nr:i*nr+cols])
+					copy(t.c[(i0+i)*t.ldc+j0:(i0+i)*t.ldc+j0+cols], cTail[i*nr:i*nr+cols])
 				}
 			}
 		}
 	}
 }
 
-// tileA returns rows [i0, i0+rows) of A, columns [k0, k0+kc), as the
+// tileA returns rows [i0, i0+rows) of op(A), columns [k0, k0+kc), as the
 // micro-kernel reads them: in place when A is stored row-major and the tile
 // is whole, else gathered into buf (MR rows of kc, zero past the last row).
-func (t *gemmNTask) tileA(buf []float32, i0, rows, k0, kc int) ([]float32, int) {
-	mr := t.g.MR
-	if !t.transA && rows == mr {
-		return t.a[i0*t.k+k0:], t.k
+func (t *gemm) tileA(buf []float32, i0, rows, k0, kc int) ([]float32, int) {
+	if !t.transA && rows == t.g.MR {
+		return t.a[i0*t.lda+k0:], t.lda
 	}
 	clear(buf)
 	for i := range rows {
 		row := buf[i*kc : (i+1)*kc]
-		if t.transA { // A[i, kk] = a[kk, i], a stored [K, M]
+		if t.transA {
 			for kk := range kc {
-				row[kk] = t.a[(k0+kk)*t.m+i0+i]
+				row[kk] = t.a[(k0+kk)*t.lda+i0+i]
 			}
 		} else {
-			copy(row, t.a[(i0+i)*t.k+k0:])
+			copy(row, t.a[(i0+i)*t.lda+k0:])
 		}
 	}
 	return buf, kc
@@ -216,6 +228,9 @@ func (c *CPU) ActivateBackward(dx, dy, x backend.Tensor, f backend.Activation) {
 	}))
 }
 
+// AttentionBackward runs one task per head, each head's products on the
+// micro-kernel over the head's strided columns (row stride heads·d), with
+// P and dP [T, T] held per task.
 func (c *CPU) AttentionBackward(dq, dk, dv, dout, q, k, v backend.Tensor, heads int) {
 	dqs, dks, dvs, dos := f32(dq), f32(dk), f32(dv), f32(dout)
 	qs, ks, vs := f32(q), f32(k), f32(v)
@@ -226,43 +241,60 @@ func (c *CPU) AttentionBackward(dq, dk, dv, dout, q, k, v backend.Tensor, heads 
 	}
 	d := dm / heads
 	tq, tk := len(qs)/dm, len(ks)/dm
+	if tq == 0 || tk == 0 {
+		return
+	}
 	scale := float32(1 / math.Sqrt(float64(d)))
+	g := asm.GemmKernel()
 	c.pool.parallel(heads, 1, rowsTask(func(lo, hi int, s *scratch) {
-		buf := s.floats(2 * tk)
-		p, dp := buf[:tk], buf[tk:]
+		pm, dp := make([]float32, tq*tk), make([]float32, tq*tk) // P, then dP and dS [Tq, Tk]
+		tr := make([]float32, d*tk)                              // dvᵀ, dkᵀ [d, Tk]
 		for h := lo; h < hi; h++ {
 			off := h * d
-			for j := range tk {
-				clear(dks[j*dm+off : j*dm+off+d])
-				clear(dvs[j*dm+off : j*dm+off+d])
+			prod := func(p gemm) {
+				p.g, p.alpha = g, 1
+				p.block(0, p.m, 0, p.n, s)
 			}
+			// P = softmax(q·kᵀ/√d) per row
+			prod(gemm{a: qs[off:], lda: dm, b: ks[off:], ldb: dm, transB: true, c: pm, ldc: tk, m: tq, n: tk, k: d})
 			for i := range tq {
-				qi, doi := qs[i*dm+off:i*dm+off+d], dos[i*dm+off:i*dm+off+d]
-				// p = softmax(q_i·Kᵀ/√d), dp_j = dout_i·v_j
-				asm.GemvF32(p, ks[off:], dm, qi)
+				row := pm[i*tk : (i+1)*tk]
+				for j := range row {
+					row[j] *= scale
+				}
+				asm.Softmax(row)
+			}
+			// dP = dout·vᵀ; dv = Pᵀ·dout, computed as dvᵀ = doutᵀ·P [d, Tk] so
+			// that the gathered operand is the thin one
+			prod(gemm{a: dos[off:], lda: dm, b: vs[off:], ldb: dm, transB: true, c: dp, ldc: tk, m: tq, n: tk, k: d})
+			prod(gemm{a: dos[off:], lda: dm, transA: true, b: pm, ldb: tk, c: tr, ldc: tk, m: d, n: tk, k: tq})
+			untranspose(dvs[off:], dm, tr, tk, d)
+			// dS = P ⊙ (dP − rowsum(dP ⊙ P)), scaled by 1/√d for both products below
+			for i := range tq {
+				p, r := pm[i*tk:(i+1)*tk], dp[i*tk:(i+1)*tk]
+				var sum float64
 				for j := range p {
-					p[j] *= scale
+					sum += float64(p[j]) * float64(r[j])
 				}
-				asm.Softmax(p)
-				asm.GemvF32(dp, vs[off:], dm, doi)
-				var c float64 // Σ_j p_j·dp_j
 				for j := range p {
-					c += float64(p[j]) * float64(dp[j])
-				}
-				for j := range p { // dv_j += p_j·dout_i; ds_j = p_j(dp_j − c)
-					asm.Axpy(p[j], doi, dvs[j*dm+off:j*dm+off+d])
-					dp[j] = p[j] * (dp[j] - float32(c))
-				}
-				dqi := dqs[i*dm+off : i*dm+off+d]
-				clear(dqi)
-				asm.GemvT(dqi, ks[off:], dm, dp) // dq_i = Σ_j ds_j k_j /√d
-				for c := range dqi {
-					dqi[c] *= scale
-				}
-				for j := range dp { // dk_j += ds_j q_i /√d
-					asm.Axpy(dp[j]*scale, qi, dks[j*dm+off:j*dm+off+d])
+					r[j] = scale * p[j] * (r[j] - float32(sum))
 				}
 			}
+			// dq = dS·k; dk = dSᵀ·q, as dkᵀ = qᵀ·dS
+			prod(gemm{a: dp, lda: tk, b: ks[off:], ldb: dm, c: dqs[off:], ldc: dm, m: tq, n: d, k: tk})
+			prod(gemm{a: qs[off:], lda: dm, transA: true, b: dp, ldb: tk, c: tr, ldc: tk, m: d, n: tk, k: tq})
+			untranspose(dks[off:], dm, tr, tk, d)
 		}
 	}))
+}
+
+// untranspose writes src [d, t] into the columns [0, d) of dst's t rows of
+// stride ld: dst[j·ld + c] = src[c·t + j].
+func untranspose(dst []float32, ld int, src []float32, t, d int) {
+	for j := range t {
+		row := dst[j*ld : j*ld+d]
+		for c := range row {
+			row[c] = src[c*t+j]
+		}
+	}
 }
