@@ -107,6 +107,7 @@ func benchSplit(c *cli, args []string) error {
 	defer m.Checkpoint.Close()
 	opt := serve.DefaultOptions()
 	opt.Name, opt.MaxBody = "bench", 256<<20
+	opt.DrainDelay = 0 // no balancer watches this in-process server
 	srv, err := serve.New(opt)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log"
 	"net"
 	"os"
@@ -13,7 +14,7 @@ import (
 	"github.com/avq/avq/serve"
 )
 
-// serveSignals start a graceful drain.
+// serveSignals start a graceful drain; a second one exits at once.
 var serveSignals = []os.Signal{syscall.SIGTERM, os.Interrupt}
 
 func cmdServe(c *cli, args []string) error {
@@ -32,8 +33,13 @@ func cmdServe(c *cli, args []string) error {
 	fs.DurationVar(&def.Timeout, "timeout", def.Timeout, "deadline of a request, from arrival to its last byte (0: none)")
 	fs.DurationVar(&def.ReadTimeout, "read-timeout", def.ReadTimeout, "time a client has to send a request body")
 	fs.DurationVar(&def.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "on SIGTERM or SIGINT, time running requests get to finish")
+	fs.DurationVar(&def.DrainDelay, "drain-delay", def.DrainDelay, "on SIGTERM or SIGINT, time /health answers 503 with the listener open, before it closes")
 	fs.Int64Var(&def.MaxBody, "max-body", def.MaxBody, "largest request body, bytes")
 	fs.IntVar(&def.MaxPrompt, "max-prompt", def.MaxPrompt, "largest prompt text, bytes")
+	fs.IntVar(&def.MaxImagePixels, "max-image-pixels", def.MaxImagePixels, "largest image, width × height; a larger one is refused before it is decoded")
+	fs.IntVar(&def.MaxUploads, "max-uploads", def.MaxUploads, "request bodies received at once, in all")
+	fs.IntVar(&def.MaxUploadsPerConn, "max-uploads-per-conn", def.MaxUploadsPerConn, "request bodies received at once on one connection (HTTP/2 streams)")
+	fs.Int64Var(&def.MinUploadRate, "min-upload-rate", def.MinUploadRate, "bytes a second a request body must keep up after its first 2 s (0: no minimum)")
 	apiKey := fs.String("api-key", "", "require this bearer token on every endpoint but /health and /metrics (default: $AVQ_API_KEY)")
 	fs.StringVar(&def.TLSCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS")
 	fs.StringVar(&def.TLSKey, "tls-key", "", "private key `file` (PEM) of --tls-cert")
@@ -72,8 +78,28 @@ func cmdServe(c *cli, args []string) error {
 		scheme = "https"
 	}
 	opt.Log.Printf("listening on %s://%s; loading %s", scheme, ln.Addr(), *model)
-	ctx, cancel := signal.NotifyContext(context.Background(), serveSignals...)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, serveSignals...)
+	defer signal.Stop(sigs)
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case sig := <-sigs:
+			opt.Log.Printf("%v: draining; a second signal exits at once", sig)
+			cancel()
+		case <-finished:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			opt.Log.Printf("%v again: exiting without finishing the drain", sig)
+			srv.Abort()
+		case <-finished:
+		}
+	}()
 
 	// The model loads while the listener already answers /health with 503.
 	var m *llava.Model
@@ -91,6 +117,11 @@ func cmdServe(c *cli, args []string) error {
 		loadErr <- err
 	}()
 	serveErr := srv.Serve(ctx, ln)
+	if errors.Is(serveErr, serve.ErrAborted) {
+		// Handlers and the loader may still use the model: the process
+		// exits with them, the checkpoint is not closed under them.
+		return serveErr
+	}
 	lerr := <-loadErr // the loader must be done before the backend closes
 	if m != nil {
 		defer m.Checkpoint.Close()

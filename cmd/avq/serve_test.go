@@ -26,6 +26,7 @@ func startServer(t *testing.T) string {
 	t.Helper()
 	c := &cli{stdout: io.Discard, stderr: io.Discard}
 	opt := serve.DefaultOptions()
+	opt.DrainDelay = 0 // no balancer to tell
 	srv, err := serve.New(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -168,14 +169,16 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestServeCommand runs avq serve, asks it through avq edge, and drains it
-// with SIGTERM.
-func TestServeCommand(t *testing.T) {
-	var stderr lockedBuffer
+// serveMain runs avq serve in process with the tiny model and the extra
+// flags, and returns its URL once /health answers 200, its stderr and the
+// channel its exit status arrives on.
+func serveMain(t *testing.T, flags ...string) (string, *lockedBuffer, <-chan int) {
+	t.Helper()
+	stderr := new(lockedBuffer)
 	done := make(chan int, 1)
 	go func() {
-		done <- Main([]string{"serve", "--model", td("tiny-llava"), "--vq", td("vq", "block0_ln1", "alignedvq.safetensors"),
-			"--listen", "127.0.0.1:0", "--shutdown-timeout", "20s"}, io.Discard, &stderr)
+		done <- Main(append([]string{"serve", "--model", td("tiny-llava"), "--vq", td("vq", "block0_ln1", "alignedvq.safetensors"),
+			"--listen", "127.0.0.1:0"}, flags...), io.Discard, stderr)
 	}()
 	listening := regexp.MustCompile(`listening on (http://\S+);`)
 	var url string
@@ -199,6 +202,13 @@ func TestServeCommand(t *testing.T) {
 			t.Fatalf("never healthy: %v %s", err, stderr.String())
 		}
 	}
+	return url, stderr, done
+}
+
+// TestServeCommand runs avq serve, asks it through avq edge, and drains it
+// with SIGTERM.
+func TestServeCommand(t *testing.T) {
+	url, stderr, done := serveMain(t, "--shutdown-timeout", "20s", "--drain-delay", "0s")
 	status, out, errs := avq(t, "edge", "--cloud", url, "--model", td("tiny-llava"), "--vq", td("vq", "block0_ln1", "alignedvq.safetensors"),
 		"--image", td("images", "tall_200x500.png"), "--prompt", "Describe it.", "--max-tokens", "5")
 	if status != 0 || out == "" {
@@ -214,6 +224,58 @@ func TestServeCommand(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("serve did not exit on SIGTERM: %s", stderr.String())
+	}
+}
+
+// TestServeSecondSignal: the first SIGTERM drains with the listener open
+// (/health 503, /livez 200) for --drain-delay; a second one exits at once.
+// --max-image-pixels is honoured and the refusal logged.
+func TestServeSecondSignal(t *testing.T) {
+	url, stderr, done := serveMain(t, "--drain-delay", "1h", "--max-image-pixels", "1000")
+	png, err := os.ReadFile(td("images", "square_336.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(url+"/v1/image", serve.ContentTypeImage, bytes.NewReader(serve.AppendEnvelope(nil, png, "What?")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "invalid_image") {
+		t.Errorf("a 336×336 image with --max-image-pixels 1000: %d %s", resp.StatusCode, b)
+	}
+	if !strings.Contains(stderr.String(), "refused POST /v1/image") {
+		t.Errorf("the refusal is not logged: %s", stderr.String())
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), "draining"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no drain on SIGTERM: %s", stderr.String())
+		}
+	}
+	for path, want := range map[string]int{"/health": http.StatusServiceUnavailable, "/livez": http.StatusOK} {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatalf("%s while draining: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s while draining: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case status := <-done:
+		if status != 1 || !strings.Contains(stderr.String(), "drain was cut short") {
+			t.Fatalf("serve exited %d after a second SIGTERM: %s", status, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not exit on a second SIGTERM (drain delay 1 h): %s", stderr.String())
 	}
 }
 
