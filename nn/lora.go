@@ -226,6 +226,3 @@ func (a *Adapter) Unused() []string {
 	sort.Strings(out)
 	return out
 }
-
-// Modules is the number of modules the adapter updates.
-func (a *Adapter) Modules() int { return len(a.mods) }

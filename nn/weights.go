@@ -120,15 +120,6 @@ func (w *Weights) Tensor(name string, shape ...int) backend.Tensor {
 	return bt
 }
 
-// Optional loads a tensor the model may lack (such as a bias): nil when the
-// checkpoint does not hold it.
-func (w *Weights) Optional(name string, shape ...int) backend.Tensor {
-	if !w.Has(name) {
-		return nil
-	}
-	return w.Tensor(name, shape...)
-}
-
 // Unused lists the checkpoint tensors under prefix that no load has used,
 // sorted. A model loader treats them as an error: they usually mean a naming
 // bug or a config that does not match the weights.
@@ -141,14 +132,6 @@ func (w *Weights) Unused(prefix string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// MarkUsed records tensors the model deliberately does not load (such as
-// CLIP's post_layernorm, which LLaVA never runs), so Unused does not report them.
-func (w *Weights) MarkUsed(names ...string) {
-	for _, n := range names {
-		w.st.used[w.prefix+n] = true
-	}
 }
 
 // closest suggests up to three existing names that end like the missing one,
