@@ -47,15 +47,21 @@ func TestGQABF16ShardedWithLoRA(t *testing.T) {
 	}
 	ref := testutil.Ref(t, "gqa", "ref.safetensors")
 	pix := testutil.Ref(t, "ref", "images.safetensors")
-	tmpl, _ := LookupTemplate("vicuna_v1")
+	tmpl := mustTemplate(t, "vicuna_v1")
+	if len(f.Cases) == 0 {
+		t.Fatal("gqa/ref.json holds no cases")
+	}
 	for _, c := range f.Cases {
 		fs, err := m.Features(testutil.F32(t, pix, c.Image+".pixel_values.pad"), false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		testutil.Close(t, c.Name+" selected", fs.Selected.F32(), testutil.F32(t, ref, c.Image+".selected"), 1e-4, 0.99999)
-		testutil.Close(t, c.Name+" projector", fs.Projected.F32(), testutil.F32(t, ref, c.Image+".projector"), 1e-4, 0.99999)
-		sel, _ := m.SelectFeatures(testutil.F32(t, pix, c.Image+".pixel_values.pad"))
+		testutil.CloseTensor(t, c.Name+" selected", fs.Selected, testutil.Tensor(t, ref, c.Image+".selected"), 1e-4, 0.99999)
+		testutil.CloseTensor(t, c.Name+" projector", fs.Projected, testutil.Tensor(t, ref, c.Image+".projector"), 1e-4, 0.99999)
+		sel, err := m.SelectFeatures(testutil.F32(t, pix, c.Image+".pixel_values.pad"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var first []float32
 		res, err := m.generateWithFirstLogits(context.Background(),
 			Request{Prompt: tmpl.Prompt(c.Question, true), Image: m.Project(sel), MaxTokens: len(c.GeneratedIDs)}, &first)
@@ -63,7 +69,7 @@ func TestGQABF16ShardedWithLoRA(t *testing.T) {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(res.PromptIDs) != fmt.Sprint(c.InputIDs) {
-			t.Fatalf("%s: prompt ids differ", c.Name)
+			t.Fatalf("%s: prompt ids\n got %v\nwant %v", c.Name, res.PromptIDs, c.InputIDs)
 		}
 		st := testutil.Close(t, c.Name+" logits_last", first, testutil.F32(t, ref, c.Image+".logits_last"), 1e-4, 0.99999)
 		t.Logf("%s logits_last: %v", c.Name, st)

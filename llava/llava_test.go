@@ -26,6 +26,16 @@ type refCase struct {
 	MinStepMargin float64 `json:"min_step_margin"`
 }
 
+// mustTemplate looks up a prompt template the test needs.
+func mustTemplate(t testing.TB, name string) *Template {
+	t.Helper()
+	tmpl, err := LookupTemplate(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tmpl
+}
+
 func readCases(t testing.TB, parts ...string) []refCase {
 	t.Helper()
 	raw, err := os.ReadFile(testutil.Testdata(parts...))
@@ -59,7 +69,11 @@ func runCases(t *testing.T, model, lora string, merge bool, refDir string) {
 	}
 	pix := testutil.Ref(t, "ref", "images.safetensors")
 	ref := testutil.Ref(t, "ref", refDir, "llm.safetensors")
-	for _, c := range readCases(t, "ref", refDir, "cases.json") {
+	cases := readCases(t, "ref", refDir, "cases.json")
+	if len(cases) == 0 {
+		t.Fatalf("ref/%s/cases.json holds no cases", refDir)
+	}
+	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			tmpl, err := LookupTemplate(strings.Fields(c.Template)[0])
 			if err != nil {
@@ -71,7 +85,10 @@ func runCases(t *testing.T, model, lora string, merge bool, refDir string) {
 			}
 			req := Request{Prompt: prompt, MaxTokens: len(c.GeneratedIDs)}
 			if c.Image != nil {
-				mode := map[string]string{"pad": "pad", "hf": "hf"}[*c.PixelMode]
+				mode := *c.PixelMode
+				if mode != "pad" && mode != "hf" {
+					t.Fatalf("pixel_mode %q (want pad or hf)", mode)
+				}
 				f, err := m.SelectFeatures(testutil.F32(t, pix, *c.Image+".pixel_values."+mode))
 				if err != nil {
 					t.Fatal(err)
@@ -86,9 +103,8 @@ func runCases(t *testing.T, model, lora string, merge bool, refDir string) {
 			if fmt.Sprint(res.PromptIDs) != fmt.Sprint(c.InputIDs) {
 				t.Fatalf("prompt ids\n got %v\nwant %v", res.PromptIDs, c.InputIDs)
 			}
-			if name := c.Name + ".logits_last"; hasTensor(ref.Names(), name) {
-				testutil.Close(t, "logits_last", firstLogits, testutil.F32(t, ref, name), 1e-4, 0.99999)
-			}
+			// Every case has its logits; a missing tensor fails the test.
+			testutil.Close(t, "logits_last", firstLogits, testutil.F32(t, ref, c.Name+".logits_last"), 1e-4, 0.99999)
 			if fmt.Sprint(res.IDs) != fmt.Sprint(c.GeneratedIDs) {
 				t.Fatalf("greedy ids (smallest reference margin %.2g)\n got %v\nwant %v", c.MinStepMargin, res.IDs, c.GeneratedIDs)
 			}
@@ -97,15 +113,6 @@ func runCases(t *testing.T, model, lora string, merge bool, refDir string) {
 			}
 		})
 	}
-}
-
-func hasTensor(names []string, n string) bool {
-	for _, x := range names {
-		if x == n {
-			return true
-		}
-	}
-	return false
 }
 
 func TestTinyLLaVAMatchesTransformers(t *testing.T) {

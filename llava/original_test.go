@@ -64,7 +64,7 @@ func runOriginalFrom(t *testing.T, model string, opt OpenOptions, refDir string,
 		for i := range want {
 			want[i] = tensor.F16ToF32(tensor.F32ToF16(want[i]))
 		}
-		testutil.Close(t, "merged q_proj (F16)", got, want, 0, 1)
+		testutil.Exact(t, "merged q_proj (F16)", got, want)
 	}
 	raw, err := os.ReadFile(testutil.Testdata("original", "ref", refDir, "cases.json"))
 	if err != nil {
@@ -74,9 +74,12 @@ func runOriginalFrom(t *testing.T, model string, opt OpenOptions, refDir string,
 	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
 	}
+	if len(f.Cases) == 0 {
+		t.Fatalf("%s/cases.json holds no cases", refDir)
+	}
 	vis := testutil.Ref(t, "original", "ref", "orig-llava", "vision.safetensors")
 	visRef := testutil.Ref(t, "original", "ref", refDir, "vision.safetensors")
-	tmpl, _ := LookupTemplate("vicuna_v1")
+	tmpl := mustTemplate(t, "vicuna_v1")
 	for _, c := range f.Cases {
 		t.Run(c.Name, func(t *testing.T) {
 			req := Request{Prompt: tmpl.Prompt(c.Question, c.Image != nil), MaxTokens: len(c.GeneratedIDs)}
@@ -85,16 +88,26 @@ func runOriginalFrom(t *testing.T, model string, opt OpenOptions, refDir string,
 			}
 			if c.Image != nil {
 				pixels, err := ck.Pixels(testutil.Testdata("images", *c.Image+imageExt(*c.Image)), ImageOptions{})
-				if *c.Image != "wide_640x360" { // JPEG decoders differ by a level; the rest are exact
-					testutil.Close(t, "pixel_values", pixels, testutil.F32(t, vis, *c.Image+".pixel_values"), 0, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := testutil.F32(t, vis, *c.Image+".pixel_values")
+				if *c.Image == "wide_640x360" {
+					// Go's image/jpeg IDCT is not libjpeg's (issue 10): measured, not held.
+					t.Logf("pixel_values from our JPEG decode: %v", testutil.Compare(pixels, want))
+				} else {
+					testutil.Exact(t, "pixel_values", pixels, want)
 				}
 				fs, err := m.Features(testutil.F32(t, vis, *c.Image+".pixel_values"), false)
 				if err != nil {
 					t.Fatal(err)
 				}
-				testutil.Close(t, "selected", fs.Selected.F32(), testutil.F32(t, vis, *c.Image+".selected"), 1e-4, 0.99999)
-				testutil.Close(t, "projector", fs.Projected.F32(), testutil.F32(t, visRef, *c.Image+".projector"), 1e-4, 0.99999)
-				f, _ := m.SelectFeatures(testutil.F32(t, vis, *c.Image+".pixel_values"))
+				testutil.CloseTensor(t, "selected", fs.Selected, testutil.Tensor(t, vis, *c.Image+".selected"), 1e-4, 0.99999)
+				testutil.CloseTensor(t, "projector", fs.Projected, testutil.Tensor(t, visRef, *c.Image+".projector"), 1e-4, 0.99999)
+				f, err := m.SelectFeatures(testutil.F32(t, vis, *c.Image+".pixel_values"))
+				if err != nil {
+					t.Fatal(err)
+				}
 				req.Image = m.Project(f)
 			}
 			var first []float32
@@ -172,10 +185,14 @@ func TestOriginalLoRAOnAPlainLLaMABase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(base, f), b, 0o644)
+		if err := os.WriteFile(filepath.Join(base, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(base, "config.json"), []byte(`{"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-		"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 4, "rms_norm_eps": 1e-05}`), 0o644)
+	if err := os.WriteFile(filepath.Join(base, "config.json"), []byte(`{"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+		"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 4, "rms_norm_eps": 1e-05}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ck, err := ptfile.OpenCheckpoint(testutil.Testdata("original", "orig-llava"))
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +201,10 @@ func TestOriginalLoRAOnAPlainLLaMABase(t *testing.T) {
 	var entries []safetensors.Entry
 	for _, n := range ck.Names() {
 		if !strings.Contains(n, "mm_projector") {
-			x, _ := ck.Tensor(n)
+			x, err := ck.Tensor(n)
+			if err != nil {
+				t.Fatal(err)
+			}
 			entries = append(entries, safetensors.Entry{Name: n, T: x})
 		}
 	}

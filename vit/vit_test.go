@@ -66,6 +66,9 @@ func TestHiddenStatesMatchTransformers(t *testing.T) {
 			}
 		}
 		m.Run(b, s, testutil.F32(t, pix, img+".pixel_values.pad"), Pixels, HiddenState(cfg.NumHiddenLayers))
+		if len(got) != cfg.NumHiddenLayers+1 {
+			t.Fatalf("%s: the trace saw %d hidden states, want %d", img, len(got), cfg.NumHiddenLayers+1)
+		}
 		for l := 0; l <= cfg.NumHiddenLayers; l++ {
 			name := fmt.Sprintf("%s.hidden_states.%d", img, l)
 			st := testutil.Close(t, name, got[l], testutil.F32(t, ref, name), 1e-4, 0.99999)
@@ -98,7 +101,10 @@ func TestSplitResumeEqualsUnsplit(t *testing.T) {
 	pix := testutil.F32(t, testutil.Ref(t, "ref", "images.safetensors"), "square_336.pixel_values.pad")
 	end := HiddenState(3)
 	full := loadTiny(t, b, "tiny-llava", Pixels, end)
-	want, _ := full.Features(b, pix, 3)
+	want, err := full.Features(b, pix, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wv := make([]float32, want.Shape().Numel())
 	b.Read(wv, want)
 	for blk := range 2 {
@@ -111,7 +117,7 @@ func TestSplitResumeEqualsUnsplit(t *testing.T) {
 			cloud.Run(b, s, nil, sp, end)
 			got := make([]float32, len(wv))
 			b.Read(got, s.X)
-			testutil.Close(t, sp.String(), got, wv, 0, 1)
+			testutil.Exact(t, sp.String(), got, wv)
 		}
 	}
 }
