@@ -101,6 +101,10 @@ func TestWriteVQAv2Submission(t *testing.T) {
 	if err := WriteVQAv2Submission(&b, []Item{{QuestionID: "n123"}}, nil); err == nil {
 		t.Error("a non-integer question id was accepted")
 	}
+	err := WriteVQAv2Submission(&b, items, map[string]string{"262144000": "yes", "9": "no", "10": "two"})
+	if err == nil || !strings.Contains(err.Error(), "2 predicted questions") || !strings.Contains(err.Error(), "question_id 10") {
+		t.Errorf("predictions outside the question list: %v", err)
+	}
 }
 
 func TestScoreGQA(t *testing.T) {

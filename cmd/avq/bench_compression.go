@@ -26,6 +26,11 @@ func benchCompression(c *cli, args []string) error {
 	if err := need(fs, "model", "vq", "images"); err != nil {
 		return err
 	}
+	// It counts bytes and times nothing: the timing flags the bench
+	// commands share would be ignored, so they are refused.
+	if err := refuseFlags(fs, "does not apply: bench compression counts bytes and times nothing", "impl", "min-time", "reps"); err != nil {
+		return err
+	}
 	imgOpt, err := imageOptions(*aspect, false)
 	if err != nil {
 		return err

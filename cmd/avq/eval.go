@@ -17,7 +17,7 @@ import (
 )
 
 func cmdEval(c *cli, args []string) error {
-	fs := c.flags("eval", "--task vqav2|gqa|pope|textvqa --questions FILE [--annotations FILE] --images DIR --model DIR [--vq FILE] [--cloud URL] --out FILE")
+	fs := c.flags("eval", "--task vqav2|gqa|pope|textvqa --questions FILE [--annotations FILE] --images DIR --model DIR [--vq FILE] [--cloud URL] --out FILE [--submission FILE --submission-questions FILE]")
 	taskName := fs.String("task", "", "benchmark: vqav2, gqa, pope or textvqa")
 	questions := fs.String("questions", "", "question `file` (the benchmark's, or LLaVA's .jsonl)")
 	annotations := fs.String("annotations", "", "ground-truth `file` or folder, when the questions do not carry it")
@@ -35,6 +35,8 @@ func cmdEval(c *cli, args []string) error {
 	stats := fs.Bool("token-stats", false, "with --vq, put token statistics in the frames")
 	out := fs.String("out", "", "predictions `file` (JSON lines); an existing one is resumed")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	submission := fs.String("submission", "", "with --task vqav2, also write the EvalAI results `file` (as LLaVA's convert_vqav2_for_submission.py)")
+	submissionQuestions := fs.String("submission-questions", "", "with --submission, the full test2015 question `file` it lists (llava_vqav2_mscoco_test2015.jsonl); unanswered questions get \"\"")
 	if err := c.parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -48,10 +50,18 @@ func cmdEval(c *cli, args []string) error {
 		return fmt.Errorf("--lora goes to the server (avq serve --lora), not to the edge")
 	case *maxTokens <= 0:
 		return fmt.Errorf("--max-tokens must be positive")
+	case (*submission == "") != (*submissionQuestions == ""):
+		return fmt.Errorf("--submission and --submission-questions go together: EvalAI wants every test2015 question listed")
+	}
+	if err := checkFrameFlags(fs, *vqPath, ""); err != nil {
+		return err
 	}
 	task, err := eval.ParseTask(*taskName)
 	if err != nil {
 		return err
+	}
+	if *submission != "" && task != eval.TaskVQAv2 {
+		return fmt.Errorf("--submission is for --task vqav2 (the EvalAI results file), not %s", task)
 	}
 	tmpl, err := llava.LookupTemplate(*template)
 	if err != nil {
@@ -64,6 +74,13 @@ func cmdEval(c *cli, args []string) error {
 	items, err := eval.LoadItems(task, *questions, *annotations)
 	if err != nil {
 		return err
+	}
+	var listed []eval.Item
+	if *submission != "" {
+		// Read and checked before any question is asked, not after hours of them.
+		if listed, err = submissionList(*submissionQuestions, *questions, items); err != nil {
+			return err
+		}
 	}
 
 	a := &evalAnswerer{images: *images, imgOpt: imgOpt, tmpl: tmpl, maxTokens: *maxTokens, stats: *stats}
@@ -93,6 +110,11 @@ func cmdEval(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *submission != "" {
+		if err := writeSubmission(*submission, *out, listed); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetEscapeHTML(false)
@@ -100,6 +122,46 @@ func cmdEval(c *cli, args []string) error {
 	}
 	_, err = fmt.Fprint(c.stdout, report.String())
 	return err
+}
+
+// submissionList reads the question set a VQAv2 submission lists and checks
+// that it holds every question being evaluated.
+func submissionList(path, questionsPath string, items []eval.Item) ([]eval.Item, error) {
+	listed, err := eval.LoadItems(eval.TaskVQAv2, path, "")
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string]bool, len(listed))
+	for _, it := range listed {
+		ids[it.QuestionID] = true
+	}
+	for _, it := range items {
+		if !ids[it.QuestionID] {
+			return nil, fmt.Errorf("--submission-questions %s lacks question_id %s of %s: it is not the set these questions come from", path, it.QuestionID, questionsPath)
+		}
+	}
+	return listed, nil
+}
+
+// writeSubmission writes the EvalAI results file from the predictions file:
+// every listed question, answered or "".
+func writeSubmission(path, predsPath string, listed []eval.Item) error {
+	preds, err := eval.ReadPredictions(predsPath)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--submission: %w", err)
+	}
+	if err := eval.WriteVQAv2Submission(f, listed, eval.PredictionMap(preds)); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--submission: %w", err)
+	}
+	return nil
 }
 
 // loadLocal loads everything a whole model answers with: the tower from the

@@ -35,6 +35,9 @@ func cmdFeatures(c *cli, args []string) error {
 	if *framePath != "" && *vqPath == "" {
 		return fmt.Errorf("--frame needs --vq")
 	}
+	if err := checkFrameFlags(fs, *vqPath, *framePath); err != nil {
+		return err
+	}
 	imgOpt, err := imageOptions(*aspect, *exif)
 	if err != nil {
 		return err

@@ -24,6 +24,23 @@ func avq(t *testing.T, args ...string) (int, string, string) {
 
 func td(parts ...string) string { return testutil.Testdata(parts...) }
 
+// readFile and writeFile fail the test on an error.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type refCase struct {
 	Name         string  `json:"name"`
 	Question     string  `json:"question"`
@@ -35,10 +52,7 @@ type refCase struct {
 }
 
 func cases(t *testing.T, parts ...string) map[string]refCase {
-	raw, err := os.ReadFile(td(parts...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, td(parts...))
 	var f struct{ Cases []refCase }
 	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
@@ -55,10 +69,16 @@ func cases(t *testing.T, parts ...string) map[string]refCase {
 func TestRunMatchesTransformers(t *testing.T) {
 	all := cases(t, "ref", "tiny-llava", "cases.json")
 	for _, name := range []string{"square_336.p1.pad", "tall_200x500.p3.pad", "gray_260x180.p1.hf", "text.t1"} {
-		c := all[name]
+		c, ok := all[name]
+		if !ok {
+			t.Fatalf("no case %s in ref/tiny-llava/cases.json", name)
+		}
 		args := []string{"run", "--model", td("tiny-llava"), "--prompt", c.Question, "--max-tokens", "24", "--json"}
 		if c.Image != nil {
-			aspect := map[string]string{"pad": "pad", "hf": "crop"}[*c.PixelMode]
+			aspect, ok := map[string]string{"pad": "pad", "hf": "crop"}[*c.PixelMode]
+			if !ok {
+				t.Fatalf("%s: pixel_mode %q", name, *c.PixelMode)
+			}
 			args = append(args, "--image", td("images", *c.Image+".png"), "--aspect", aspect)
 		}
 		status, out, stderr := avq(t, args...)
@@ -76,7 +96,10 @@ func TestRunMatchesTransformers(t *testing.T) {
 }
 
 func TestRunStreams(t *testing.T) {
-	c := cases(t, "ref", "tiny-llava", "cases.json")["text.t1"]
+	c, ok := cases(t, "ref", "tiny-llava", "cases.json")["text.t1"]
+	if !ok {
+		t.Fatal("no case text.t1 in ref/tiny-llava/cases.json")
+	}
 	status, out, stderr := avq(t, "run", "--model", td("tiny-llava"), "--prompt", c.Question, "--max-tokens", "24")
 	if status != 0 {
 		t.Fatal(stderr)
@@ -103,15 +126,17 @@ func TestFeaturesMatchTransformers(t *testing.T) {
 	defer f.Close()
 	vis := testutil.Ref(t, "ref", "tiny-llava", "vision.safetensors")
 	pix := testutil.Ref(t, "ref", "images.safetensors")
-	testutil.Close(t, "pixel_values", testutil.F32(t, f, "pixel_values"), testutil.F32(t, pix, "tall_200x500.pixel_values.pad"), 1e-6, 0.9999999)
-	testutil.Close(t, "image_features", testutil.F32(t, f, "image_features"), testutil.F32(t, vis, "tall_200x500.selected"), 1e-4, 0.99999)
-	testutil.Close(t, "projected", testutil.F32(t, f, "projected"), testutil.F32(t, vis, "tall_200x500.projector"), 1e-4, 0.99999)
+	// PNG pixel values are exact (the preprocessing reproduces Pillow and
+	// CLIPImageProcessor bit for bit).
+	testutil.Exact(t, "pixel_values", testutil.F32(t, f, "pixel_values"), testutil.F32(t, pix, "tall_200x500.pixel_values.pad"))
+	testutil.CloseTensor(t, "image_features", testutil.Tensor(t, f, "image_features"), testutil.Tensor(t, vis, "tall_200x500.selected"), 1e-4, 0.99999)
+	testutil.CloseTensor(t, "projected", testutil.Tensor(t, f, "projected"), testutil.Tensor(t, vis, "tall_200x500.projector"), 1e-4, 0.99999)
 	for l := range 5 {
 		n := fmt.Sprintf("hidden_states.%d", l)
-		testutil.Close(t, n, testutil.F32(t, f, n), testutil.F32(t, vis, "tall_200x500."+n), 1e-4, 0.99999)
+		testutil.CloseTensor(t, n, testutil.Tensor(t, f, n), testutil.Tensor(t, vis, "tall_200x500."+n), 1e-4, 0.99999)
 	}
-	if info, _ := f.Info("projected"); !info.Shape.Equal(tensor.Shape{1, 576, 64}) {
-		t.Fatalf("projected shape %v", info.Shape)
+	if got := testutil.Tensor(t, f, "projected").Shape(); !got.Equal(tensor.Shape{1, 576, 64}) {
+		t.Fatalf("projected shape %v", got)
 	}
 }
 
@@ -136,13 +161,7 @@ func copyModel(t *testing.T) string {
 	dir := t.TempDir()
 	for _, f := range []string{"config.json", "tokenizer.model", "tokenizer_config.json", "added_tokens.json",
 		"special_tokens_map.json", "preprocessor_config.json", "generation_config.json"} {
-		b, err := os.ReadFile(td("tiny-llava", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, filepath.Join(dir, f), readFile(t, td("tiny-llava", f)))
 	}
 	return dir
 }
@@ -156,7 +175,10 @@ func writeWeights(t *testing.T, dir string, edit func(name string, x *tensor.Ten
 	defer ck.Close()
 	var entries []safetensors.Entry
 	for _, n := range ck.Names() {
-		x, _ := ck.Tensor(n)
+		x, err := ck.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if y, keep := edit(n, x); keep {
 			entries = append(entries, safetensors.Entry{Name: n, T: y})
 		}
@@ -187,25 +209,30 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	})
 	truncated := copyModel(t)
 	writeWeights(t, truncated, func(_ string, x *tensor.Tensor) (*tensor.Tensor, bool) { return x, true })
-	st, _ := os.Stat(filepath.Join(truncated, "model.safetensors"))
-	os.Truncate(filepath.Join(truncated, "model.safetensors"), st.Size()-100)
+	st, err := os.Stat(filepath.Join(truncated, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(truncated, "model.safetensors"), st.Size()-100); err != nil {
+		t.Fatal(err)
+	}
 	contradicts := copyModel(t)
 	writeWeights(t, contradicts, func(_ string, x *tensor.Tensor) (*tensor.Tensor, bool) { return x, true })
-	cfg, _ := os.ReadFile(filepath.Join(contradicts, "config.json"))
-	os.WriteFile(filepath.Join(contradicts, "config.json"), bytes.Replace(cfg, []byte(`"intermediate_size": 256`), []byte(`"intermediate_size": 512`), 1), 0o644)
+	cfg := readFile(t, filepath.Join(contradicts, "config.json"))
+	writeFile(t, filepath.Join(contradicts, "config.json"), bytes.Replace(cfg, []byte(`"intermediate_size": 256`), []byte(`"intermediate_size": 512`), 1))
 	extra := copyModel(t)
 	writeWeights(t, extra, func(_ string, x *tensor.Tensor) (*tensor.Tensor, bool) { return x, true })
 	extraEntry(t, extra, "language_model.model.layers.2.mlp.up_proj.weight")
 	notImage := filepath.Join(t.TempDir(), "photo.jpg")
-	os.WriteFile(notImage, []byte("this is not a JPEG"), 0o644)
+	writeFile(t, notImage, []byte("this is not a JPEG"))
 	longPrompt := strings.Repeat("word ", 5000)
 	dora := t.TempDir()
 	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json"} {
-		b, _ := os.ReadFile(td("lora", f))
+		b := readFile(t, td("lora", f))
 		if f == "adapter_config.json" {
 			b = bytes.Replace(b, []byte(`"use_dora": false`), []byte(`"use_dora": true`), 1)
 		}
-		os.WriteFile(filepath.Join(dora, f), b, 0o644)
+		writeFile(t, filepath.Join(dora, f), b)
 	}
 
 	for _, c := range []struct {
@@ -245,7 +272,10 @@ func extraEntry(t *testing.T, dir, name string) {
 	}
 	var entries []safetensors.Entry
 	for _, n := range f.Names() {
-		x, _ := f.Tensor(n)
+		x, err := f.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
 		c := tensor.New(x.DType(), x.Shape()...)
 		copy(c.Bytes(), x.Bytes())
 		entries = append(entries, safetensors.Entry{Name: n, T: c})
@@ -254,5 +284,43 @@ func extraEntry(t *testing.T, dir, name string) {
 	entries = append(entries, safetensors.Entry{Name: name, T: tensor.New(tensor.F32, 4, 4)})
 	if err := safetensors.WriteFile(path, entries, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIgnoredFlagsAreRefused: a flag the command takes but that would mean
+// nothing in the use at hand is refused with one line naming it, never
+// silently ignored.
+func TestIgnoredFlagsAreRefused(t *testing.T) {
+	model, module := td("tiny-llava"), td("vq", "block1_ln2", "alignedvq.safetensors")
+	img := td("images", "square_336.png")
+	frame, _ := refFrame(t, "block1_ln2", "square_336")
+	compression := []string{"bench", "compression", "--model", model, "--vq", module, "--images", td("images")}
+	runFrame := []string{"run", "--model", model, "--vq", module, "--frame", frame, "--prompt", "hi", "--max-tokens", "1"}
+	featFrame := []string{"features", "--model", model, "--vq", module, "--frame", frame, "--out", filepath.Join(t.TempDir(), "f.safetensors")}
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{append(compression, "--impl", "generic"), "--impl"},
+		{append(compression, "--min-time", "1s"), "--min-time"},
+		{append(compression, "--reps", "3"), "--reps"},
+		{[]string{"run", "--model", model, "--image", img, "--prompt", "hi", "--token-stats"}, "--token-stats"},
+		{[]string{"run", "--model", model, "--prompt", "hi", "--aspect", "pad"}, "--aspect"},
+		{[]string{"run", "--model", model, "--prompt", "hi", "--exif"}, "--exif"},
+		{append(runFrame, "--aspect", "crop"), "--aspect"},
+		{append(runFrame, "--exif"), "--exif"},
+		{append(runFrame, "--token-stats"), "--token-stats"},
+		{append(featFrame, "--aspect", "pad"), "--aspect"},
+		{append(featFrame, "--exif"), "--exif"},
+		{append(featFrame, "--token-stats"), "--token-stats"},
+		{[]string{"features", "--model", model, "--image", img, "--token-stats", "--out", filepath.Join(t.TempDir(), "g.safetensors")}, "--token-stats"},
+		{[]string{"eval", "--task", "pope", "--questions", popeQuestions(t), "--images", td("images"), "--model", model,
+			"--out", filepath.Join(t.TempDir(), "p.jsonl"), "--token-stats"}, "--token-stats"},
+	} {
+		status, _, stderr := avq(t, c.args...)
+		if status != 1 || !strings.Contains(stderr, c.flag+" ") ||
+			strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: status %d, stderr %q (want one line refusing %s)", c.args, status, stderr, c.flag)
+		}
 	}
 }

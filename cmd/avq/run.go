@@ -42,6 +42,35 @@ func (g *genFlags) register(fs *flag.FlagSet) {
 	fs.Var(&g.stop, "stop", "stop before this string (repeatable)")
 }
 
+// refuseFlags returns an error naming the first of names that was given on
+// the command line: flags the command takes that would mean nothing in the
+// use at hand, which is refused rather than silently ignored.
+func refuseFlags(fs *flag.FlagSet, why string, names ...string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, n := range names {
+		if set[n] {
+			return fmt.Errorf("--%s %s", n, why)
+		}
+	}
+	return nil
+}
+
+// checkFrameFlags refuses the flags an AlignedVQ use would ignore:
+// --token-stats without --vq, and the image options with a frame made
+// already (framePath set).
+func checkFrameFlags(fs *flag.FlagSet, vqPath, framePath string) error {
+	if vqPath == "" {
+		if err := refuseFlags(fs, "needs --vq: token statistics travel in AlignedVQ frames", "token-stats"); err != nil {
+			return err
+		}
+	}
+	if framePath != "" {
+		return refuseFlags(fs, "does not apply to --frame: the frame was made from the image already", "aspect", "exif", "token-stats")
+	}
+	return nil
+}
+
 func (g *genFlags) sampling() (llama.Sampling, error) {
 	switch {
 	case g.temperature < 0:
@@ -100,6 +129,14 @@ func cmdRun(c *cli, args []string) error {
 	}
 	if *framePath != "" && (*vqPath == "" || *image != "") {
 		return fmt.Errorf("--frame needs --vq and replaces --image")
+	}
+	if err := checkFrameFlags(fs, *vqPath, *framePath); err != nil {
+		return err
+	}
+	if *image == "" && *framePath == "" {
+		if err := refuseFlags(fs, "needs --image: a text-only chat has no image", "aspect", "exif"); err != nil {
+			return err
+		}
 	}
 	sampling, err := g.sampling()
 	if err != nil {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,9 +19,7 @@ func refFrame(t *testing.T, module, image string) (string, []byte) {
 	ref := testutil.Ref(t, "ref", "vq", module, "vq.safetensors")
 	frame := testutil.Tensor(t, ref, image+".frame").Bytes()
 	path := filepath.Join(t.TempDir(), image+".avq")
-	if err := os.WriteFile(path, frame, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, frame)
 	return path, frame
 }
 
@@ -33,7 +31,7 @@ func TestEdgeFrameEqualsReference(t *testing.T) {
 		if status != 0 {
 			t.Fatal(stderr)
 		}
-		got, _ := os.ReadFile(out)
+		got := readFile(t, out)
 		_, want := refFrame(t, module, "square_336")
 		if !bytes.Equal(got, want) || !strings.Contains(stdout, strconv.Itoa(len(want))+" bytes") {
 			t.Fatalf("%s: frame of %d bytes differs from the reference's %d (stdout %q)", module, len(got), len(want), stdout)
@@ -49,9 +47,11 @@ func TestRunFromReferenceFrame(t *testing.T) {
 			GeneratedIDs []int32 `json:"generated_ids"`
 		}
 	}
-	raw, _ := os.ReadFile(td("ref", "vq", "block0_ln1", "cases.json"))
-	if err := json.Unmarshal(raw, &f); err != nil {
+	if err := json.Unmarshal(readFile(t, td("ref", "vq", "block0_ln1", "cases.json")), &f); err != nil {
 		t.Fatal(err)
+	}
+	if len(f.Cases) < 3 {
+		t.Fatalf("ref/vq/block0_ln1/cases.json holds %d cases", len(f.Cases))
 	}
 	for _, c := range f.Cases[:3] {
 		path, frame := refFrame(t, "block0_ln1", c.Image)
@@ -90,12 +90,12 @@ func TestFeaturesFromFrame(t *testing.T) {
 	}
 	defer f.Close()
 	ref := testutil.Ref(t, "ref", "vq", "block1_ln2", "vq.safetensors")
-	if got, want := testutil.Tensor(t, f, "vq.indices").I32(), testutil.Tensor(t, ref, "tall_200x500.indices").I32(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatal("vq.indices differ from the frame's")
+	if got, want := testutil.Tensor(t, f, "vq.indices").I32(), testutil.Tensor(t, ref, "tall_200x500.indices").I32(); !slices.Equal(got, want) {
+		t.Fatalf("vq.indices differ from the frame's:\n got %v\nwant %v", got, want)
 	}
-	testutil.Close(t, "vq.z_out", testutil.F32(t, f, "vq.z_out"), testutil.F32(t, ref, "tall_200x500.Z_out"), 1e-4, 0.99999)
-	testutil.Close(t, "image_features", testutil.F32(t, f, "image_features"), testutil.F32(t, ref, "tall_200x500.selected"), 1e-4, 0.99999)
-	testutil.Close(t, "projected", testutil.F32(t, f, "projected"), testutil.F32(t, ref, "tall_200x500.projector"), 1e-4, 0.99999)
+	testutil.CloseTensor(t, "vq.z_out", testutil.Tensor(t, f, "vq.z_out"), testutil.Tensor(t, ref, "tall_200x500.Z_out"), 1e-4, 0.99999)
+	testutil.CloseTensor(t, "image_features", testutil.Tensor(t, f, "image_features"), testutil.Tensor(t, ref, "tall_200x500.selected"), 1e-4, 0.99999)
+	testutil.CloseTensor(t, "projected", testutil.Tensor(t, f, "projected"), testutil.Tensor(t, ref, "tall_200x500.projector"), 1e-4, 0.99999)
 
 	// From the image: z_in is there too.
 	status, _, stderr = avq(t, "features", "--model", td("tiny-llava"), "--vq", td("vq", "block1_ln2", "alignedvq.safetensors"),
@@ -103,9 +103,12 @@ func TestFeaturesFromFrame(t *testing.T) {
 	if status != 0 {
 		t.Fatal(stderr)
 	}
-	g, _ := safetensors.Open(out)
+	g, err := safetensors.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer g.Close()
-	testutil.Close(t, "vq.z_in", testutil.F32(t, g, "vq.z_in"), testutil.F32(t, ref, "tall_200x500.Z_in"), 1e-4, 0.99999)
+	testutil.CloseTensor(t, "vq.z_in", testutil.Tensor(t, g, "vq.z_in"), testutil.Tensor(t, ref, "tall_200x500.Z_in"), 1e-4, 0.99999)
 }
 
 // TestBadFramesRefused: every malformed frame of the fixtures gives one
@@ -120,7 +123,7 @@ func TestBadFramesRefused(t *testing.T) {
 		if name != "empty" {
 			b = testutil.Tensor(t, bad, name).Bytes()
 		}
-		os.WriteFile(path, b, 0o644)
+		writeFile(t, path, b)
 		status, _, stderr := avq(t, "run", "--model", td("tiny-llava"), "--vq", td("vq", "block1_ln2", "alignedvq.safetensors"),
 			"--frame", path, "--prompt", "hi", "--max-tokens", "1")
 		if status != 1 || !strings.Contains(stderr, "vq: frame") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -148,15 +151,16 @@ func TestCalibrateIsDeterministic(t *testing.T) {
 	}
 	run("32", "a")
 	run("32", "b")
-	a, _ := os.ReadFile(filepath.Join(dir, "a"))
-	b, _ := os.ReadFile(filepath.Join(dir, "b"))
-	if !bytes.Equal(a, b) {
+	if !bytes.Equal(readFile(t, filepath.Join(dir, "a")), readFile(t, filepath.Join(dir, "b"))) {
 		t.Fatal("two runs with one seed wrote different modules")
 	}
 	mse := func(out string) float64 {
 		for _, l := range strings.Split(out, "\n") {
 			if v, ok := strings.CutPrefix(l, "quantization error (mean ‖z − e‖² per token): "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("quantization error %q: %v", v, err)
+				}
 				return f
 			}
 		}
