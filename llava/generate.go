@@ -43,7 +43,7 @@ func (m *Model) Project(features backend.Tensor) backend.Tensor {
 // Request is one generation: a rendered prompt, the projected image (or nil
 // for a text-only prompt), and how to sample and when to stop.
 type Request struct {
-	Prompt    string
+	Prompt    Prompt
 	Image     backend.Tensor // [N, H] projected features, nil for none
 	MaxTokens int            // new tokens at most; 0 means 128
 	Sampling  llama.Sampling
@@ -70,12 +70,13 @@ const DefaultMaxTokens = 128
 
 // PromptIDs tokenizes a rendered prompt the way the checkpoint's layout does:
 // llava-hf keeps "<image>" as its added token; the original layout tokenizes
-// the text around it chunk by chunk and puts the sentinel −200 there.
-func (m *Model) PromptIDs(prompt string) []int32 {
+// the text around it chunk by chunk and puts the sentinel −200 there. Added
+// tokens count only where the template put them (see Prompt).
+func (m *Model) PromptIDs(prompt Prompt) []int32 {
 	if m.Checkpoint.Layout == LayoutOriginal {
-		return m.Tokenizer.EncodeImageChunks(prompt, m.Checkpoint.ImageToken)
+		return m.Tokenizer.EncodeImageChunksControlled(prompt.Text, prompt.Controls, m.Checkpoint.ImageToken)
 	}
-	return m.Tokenizer.Encode(prompt, true)
+	return m.Tokenizer.EncodeControlled(prompt.Text, prompt.Controls, true)
 }
 
 // Generate runs a request: prompt embeddings with the image spliced in,

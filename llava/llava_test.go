@@ -80,8 +80,8 @@ func runCases(t *testing.T, model, lora string, merge bool, refDir string) {
 				t.Fatal(err)
 			}
 			prompt := tmpl.Prompt(c.Question, c.Image != nil)
-			if prompt != c.Prompt {
-				t.Fatalf("prompt\n got %q\nwant %q", prompt, c.Prompt)
+			if prompt.Text != c.Prompt {
+				t.Fatalf("prompt\n got %q\nwant %q", prompt.Text, c.Prompt)
 			}
 			req := Request{Prompt: prompt, MaxTokens: len(c.GeneratedIDs)}
 			if c.Image != nil {

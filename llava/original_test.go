@@ -83,8 +83,8 @@ func runOriginalFrom(t *testing.T, model string, opt OpenOptions, refDir string,
 	for _, c := range f.Cases {
 		t.Run(c.Name, func(t *testing.T) {
 			req := Request{Prompt: tmpl.Prompt(c.Question, c.Image != nil), MaxTokens: len(c.GeneratedIDs)}
-			if req.Prompt != c.Prompt {
-				t.Fatalf("prompt %q, want %q", req.Prompt, c.Prompt)
+			if req.Prompt.Text != c.Prompt {
+				t.Fatalf("prompt %q, want %q", req.Prompt.Text, c.Prompt)
 			}
 			if c.Image != nil {
 				pixels, err := ck.Pixels(testutil.Testdata("images", *c.Image+imageExt(*c.Image)), ImageOptions{})
@@ -119,9 +119,7 @@ func runOriginalFrom(t *testing.T, model string, opt OpenOptions, refDir string,
 				t.Fatalf("prompt ids\n got %v\nwant %v", res.PromptIDs, c.InputIDs)
 			}
 			st := testutil.Close(t, "logits_last", first, testutil.F32(t, llm, c.Name+".logits_last"), logitTol, 0.99999)
-			if merge {
-				t.Logf("F16 merge rounding: logits %v", st)
-			}
+			t.Logf("logits_last (merged into the F16 base: %v): %v", merge, st)
 			if fmt.Sprint(res.IDs) != fmt.Sprint(c.GeneratedIDs) || res.Text != c.GeneratedText {
 				t.Fatalf("generation\n got %v %q\nwant %v %q", res.IDs, res.Text, c.GeneratedIDs, c.GeneratedText)
 			}

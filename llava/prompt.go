@@ -3,10 +3,58 @@ package llava
 import (
 	"fmt"
 	"strings"
+
+	"github.com/avq/avq/tokenizer"
 )
 
 // ImagePlaceholder marks where the image goes in a prompt's text.
 const ImagePlaceholder = "<image>"
+
+// Prompt is a rendered prompt: its text, and where in it the template put
+// control tokens. The tokenizer's added tokens count only there (see
+// tokenizer.EncodeControlled), so that text from a user, the system
+// message included, is text: a question that spells "<s>" or "</s>" cannot
+// start or end a turn. The one exception is ImagePlaceholder, which counts
+// wherever it is: the raw template's caller writes it where the image goes,
+// and in any other template a user's "<image>" makes a second placeholder,
+// which Generate refuses (ErrNoImage) as it always has. The same rule holds
+// for avq run, avq eval and avq serve, since all of them render here.
+type Prompt struct {
+	Text     string
+	Controls []tokenizer.Span
+}
+
+// promptBuilder renders a Prompt piece by piece.
+type promptBuilder struct {
+	b        strings.Builder
+	controls []tokenizer.Span
+}
+
+// text appends text that is not the template's control: a user's, or the
+// template's own words. Its image placeholders are marked (see Prompt).
+func (p *promptBuilder) text(s string) {
+	at := p.b.Len()
+	for rest, off := s, 0; ; {
+		i := strings.Index(rest, ImagePlaceholder)
+		if i < 0 {
+			break
+		}
+		start := at + off + i
+		p.controls = append(p.controls, tokenizer.Span{Start: start, End: start + len(ImagePlaceholder)})
+		off += i + len(ImagePlaceholder)
+		rest = rest[i+len(ImagePlaceholder):]
+	}
+	p.b.WriteString(s)
+}
+
+// control appends a control token the template puts there.
+func (p *promptBuilder) control(s string) {
+	at := p.b.Len()
+	p.controls = append(p.controls, tokenizer.Span{Start: at, End: at + len(s)})
+	p.b.WriteString(s)
+}
+
+func (p *promptBuilder) prompt() Prompt { return Prompt{Text: p.b.String(), Controls: p.controls} }
 
 // Template renders a conversation into the prompt text the model was trained
 // on. Templates follow haotian-liu/LLaVA llava/conversation.py (conv_vicuna_v1,
@@ -14,7 +62,7 @@ const ImagePlaceholder = "<image>"
 type Template struct {
 	Name   string
 	System string // the default system prompt ("" for none)
-	render func(system string, turns []Turn) string
+	render func(p *promptBuilder, system string, turns []Turn)
 }
 
 // Turn is one message: Role "user" or "assistant". Image puts the image
@@ -54,60 +102,64 @@ func LookupTemplate(name string) (*Template, error) {
 }
 
 // Prompt renders a single question, with or without the image.
-func (t *Template) Prompt(question string, image bool) string {
+func (t *Template) Prompt(question string, image bool) Prompt {
 	return t.Render(t.System, []Turn{{Role: "user", Text: question, Image: image}})
 }
 
 // Render renders a conversation that ends with a user turn, followed by the
 // assistant's cue. system replaces the template's system prompt.
-func (t *Template) Render(system string, turns []Turn) string { return t.render(system, turns) }
+func (t *Template) Render(system string, turns []Turn) Prompt {
+	var p promptBuilder
+	t.render(&p, system, turns)
+	return p.prompt()
+}
 
-func turnText(u Turn) string {
+func turnText(p *promptBuilder, u Turn) {
 	if u.Image {
-		return ImagePlaceholder + "\n" + u.Text
+		p.text(ImagePlaceholder + "\n")
 	}
-	return u.Text
+	p.text(u.Text)
 }
 
 // renderSepTwo is conversation.py's SeparatorStyle.TWO with sep " " and sep2
-// "</s>": system, then "USER: m ASSISTANT: a</s>USER: m ASSISTANT:".
-func renderSepTwo(system string, turns []Turn) string {
-	var b strings.Builder
-	b.WriteString(system)
-	b.WriteString(" ")
+// "</s>": system, then "USER: m ASSISTANT: a</s>USER: m ASSISTANT:". The
+// "</s>" after each answer is the template's control token.
+func renderSepTwo(p *promptBuilder, system string, turns []Turn) {
+	p.text(system + " ")
 	for _, u := range turns {
 		if u.Role == "assistant" {
-			b.WriteString("ASSISTANT: " + u.Text + "</s>")
+			p.text("ASSISTANT: " + u.Text)
+			p.control("</s>")
 		} else {
-			b.WriteString("USER: " + turnText(u) + " ")
+			p.text("USER: ")
+			turnText(p, u)
+			p.text(" ")
 		}
 	}
-	b.WriteString("ASSISTANT:")
-	return b.String()
+	p.text("ASSISTANT:")
 }
 
 // renderHF is llava-hf's chat template: "ROLE: " then the images as
 // "<image>\n", then each text followed by a space; a system message is its
-// text alone; the generation prompt is "ASSISTANT:".
-func renderHF(system string, turns []Turn) string {
-	var b strings.Builder
+// text alone; the generation prompt is "ASSISTANT:". It puts no control
+// token but the image.
+func renderHF(p *promptBuilder, system string, turns []Turn) {
 	if system != "" {
-		b.WriteString(system + " ")
+		p.text(system + " ")
 	}
 	for _, u := range turns {
-		b.WriteString(strings.ToUpper(u.Role) + ": " + turnText(u) + " ")
+		p.text(strings.ToUpper(u.Role) + ": ")
+		turnText(p, u)
+		p.text(" ")
 	}
-	b.WriteString("ASSISTANT:")
-	return b.String()
+	p.text("ASSISTANT:")
 }
 
 // renderRaw joins the user texts as given; the caller writes "<image>" where
-// the image goes.
-func renderRaw(system string, turns []Turn) string {
-	var b strings.Builder
-	b.WriteString(system)
+// the image goes. Other control tokens in the text are plain text.
+func renderRaw(p *promptBuilder, system string, turns []Turn) {
+	p.text(system)
 	for _, u := range turns {
-		b.WriteString(u.Text)
+		p.text(u.Text)
 	}
-	return b.String()
 }

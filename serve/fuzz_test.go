@@ -64,7 +64,7 @@ func FuzzChatRequest(f *testing.F) {
 			}
 			return
 		}
-		if tk.prompt == "" || tk.maxTokens < 0 || len(tk.stop) > 4 || tk.image != nil && len(tk.image) == 0 {
+		if tk.prompt.Text == "" || tk.maxTokens < 0 || len(tk.stop) > 4 || tk.image != nil && len(tk.image) == 0 {
 			t.Fatalf("%q: accepted %+v", body, tk)
 		}
 	})

@@ -217,9 +217,9 @@ func (s *Server) chatTask(body []byte, m *llava.Model) (*task, *chatRequest, *AP
 // chatPrompt renders the messages with the server's template: system
 // messages replace the template's system prompt, the image goes before the
 // text of the message that carries it. It returns the image file.
-func (s *Server) chatPrompt(msgs []chatInput) (string, []byte, *APIError) {
+func (s *Server) chatPrompt(msgs []chatInput) (llava.Prompt, []byte, *APIError) {
 	if len(msgs) == 0 {
-		return "", nil, errInvalid("bad_messages", "messages is empty")
+		return llava.Prompt{}, nil, errInvalid("bad_messages", "messages is empty")
 	}
 	var system []string
 	var turns []llava.Turn
@@ -227,7 +227,7 @@ func (s *Server) chatPrompt(msgs []chatInput) (string, []byte, *APIError) {
 	size := 0
 	for i, msg := range msgs {
 		if present(msg.ToolCalls) {
-			return "", nil, errInvalid("unsupported", "messages[%d]: tool calls are not supported by this server", i)
+			return llava.Prompt{}, nil, errInvalid("unsupported", "messages[%d]: tool calls are not supported by this server", i)
 		}
 		var text []string
 		hasImage := false
@@ -238,21 +238,21 @@ func (s *Server) chatPrompt(msgs []chatInput) (string, []byte, *APIError) {
 				size += len(p.Text)
 			case "image_url":
 				if msg.Role != "user" {
-					return "", nil, errInvalid("bad_messages", "messages[%d].content[%d]: only user messages carry images", i, j)
+					return llava.Prompt{}, nil, errInvalid("bad_messages", "messages[%d].content[%d]: only user messages carry images", i, j)
 				}
 				if image != nil {
-					return "", nil, errInvalid("unsupported", "messages[%d].content[%d]: more than one image; this server takes one image per request", i, j)
+					return llava.Prompt{}, nil, errInvalid("unsupported", "messages[%d].content[%d]: more than one image; this server takes one image per request", i, j)
 				}
 				if p.ImageURL == nil {
-					return "", nil, errInvalid("bad_image", "messages[%d].content[%d]: no image_url", i, j)
+					return llava.Prompt{}, nil, errInvalid("bad_image", "messages[%d].content[%d]: no image_url", i, j)
 				}
 				var err error
 				if image, err = decodeDataURI(p.ImageURL.URL); err != nil {
-					return "", nil, errInvalid("bad_image", "messages[%d].content[%d].image_url: %v", i, j, err)
+					return llava.Prompt{}, nil, errInvalid("bad_image", "messages[%d].content[%d].image_url: %v", i, j, err)
 				}
 				hasImage = true
 			default:
-				return "", nil, errInvalid("unsupported", "messages[%d].content[%d]: content type %q is not supported (text, image_url)", i, j, p.Type)
+				return llava.Prompt{}, nil, errInvalid("unsupported", "messages[%d].content[%d]: content type %q is not supported (text, image_url)", i, j, p.Type)
 			}
 		}
 		switch msg.Role {
@@ -261,14 +261,14 @@ func (s *Server) chatPrompt(msgs []chatInput) (string, []byte, *APIError) {
 		case "user", "assistant":
 			turns = append(turns, llava.Turn{Role: msg.Role, Text: strings.Join(text, "\n"), Image: hasImage})
 		default:
-			return "", nil, errInvalid("bad_messages", "messages[%d]: role %q is not supported (system, developer, user, assistant)", i, msg.Role)
+			return llava.Prompt{}, nil, errInvalid("bad_messages", "messages[%d]: role %q is not supported (system, developer, user, assistant)", i, msg.Role)
 		}
 	}
 	switch {
 	case size > s.opt.MaxPrompt:
-		return "", nil, errInvalid("prompt_too_long", "the messages hold %d bytes of text; the server takes at most %d", size, s.opt.MaxPrompt)
+		return llava.Prompt{}, nil, errInvalid("prompt_too_long", "the messages hold %d bytes of text; the server takes at most %d", size, s.opt.MaxPrompt)
 	case len(turns) == 0 || turns[len(turns)-1].Role != "user":
-		return "", nil, errInvalid("bad_messages", "the last message must be the user's")
+		return llava.Prompt{}, nil, errInvalid("bad_messages", "the last message must be the user's")
 	}
 	sys := s.opt.Template.System
 	if system != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -126,14 +127,14 @@ func TestChatPrompt(t *testing.T) {
 	}
 	want := llava.Templates["vicuna_v1"].Render("Be brief.", []llava.Turn{
 		{Role: "user", Text: "Hello"}, {Role: "assistant", Text: "Hi."}, {Role: "user", Text: "What is this?", Image: true}})
-	if tk.prompt != want || string(tk.image) != "\x89PNG\r\n\x1a\n" || len(tk.stop) != 1 ||
+	if !reflect.DeepEqual(tk.prompt, want) || string(tk.image) != "\x89PNG\r\n\x1a\n" || len(tk.stop) != 1 ||
 		tk.sampling != (llama.Sampling{Temperature: 1, TopP: 0.5, Seed: 3}) || tk.maxTokens != 4096 {
-		t.Fatalf("task %+v\nprompt %q\nwant   %q", tk, tk.prompt, want)
+		t.Fatalf("task %+v\nprompt %+v\nwant   %+v", tk, tk.prompt, want)
 	}
 	// Without a system message the template's own is used; text alone is
 	// a text-only chat.
 	tk, _, e = s.chatTask([]byte(`{"messages":[{"role":"user","content":"Hi"}],"max_tokens":5}`), tinyModel(t))
-	if e != nil || tk.prompt != llava.Templates["vicuna_v1"].Prompt("Hi", false) || tk.image != nil || tk.maxTokens != 5 {
+	if e != nil || !reflect.DeepEqual(tk.prompt, llava.Templates["vicuna_v1"].Prompt("Hi", false)) || tk.image != nil || tk.maxTokens != 5 {
 		t.Fatalf("%+v %v", tk, e)
 	}
 }

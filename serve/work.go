@@ -35,10 +35,10 @@ func millis(d time.Duration) float64 { return float64(d) / 1e6 }
 // task is one request's model work, parsed and checked.
 type task struct {
 	endpoint  string
-	frame     []byte // an AlignedVQ frame, or
-	image     []byte // an encoded image file, or neither (text only)
-	prompt    string // rendered; unused when maxTokens is 0
-	maxTokens int    // 0: the vision side only
+	frame     []byte       // an AlignedVQ frame, or
+	image     []byte       // an encoded image file, or neither (text only)
+	prompt    llava.Prompt // rendered; unused when maxTokens is 0
+	maxTokens int          // 0: the vision side only
 	sampling  llama.Sampling
 	stop      []string
 }
@@ -139,7 +139,7 @@ func (s *Server) phase(name string, t0 time.Time) float64 {
 
 // checkContext refuses a prompt that leaves no room to generate, which
 // Generate would report as an internal error.
-func checkContext(m *llava.Model, prompt string, image backend.Tensor) *APIError {
+func checkContext(m *llava.Model, prompt llava.Prompt, image backend.Tensor) *APIError {
 	n := len(m.PromptIDs(prompt))
 	if image != nil {
 		n += image.Shape()[0] - 1

@@ -264,7 +264,78 @@ func (t *Tokenizer) IsSpecial(id int32) bool { return t.specialIDs[id] }
 // appended. Bytes that are not valid UTF-8 become U+FFFD, one per byte, as
 // sentencepiece's normaliser does.
 func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
-	toks := t.tokenize(text)
+	return t.encode(text, nil, addBOS)
+}
+
+// Span is a byte range [Start, End) of a text.
+type Span struct{ Start, End int }
+
+// EncodeControlled is Encode for a text that mixes a template's control
+// tokens with text that came from a user: an added token (<s>, </s>,
+// <image>, …) counts as its token only where it lies wholly inside one of
+// the controls spans; anywhere else its string is plain text, encoded by
+// sentencepiece like any other (transformers' split_special_tokens=True,
+// for those parts only). A text whose added tokens all lie inside controls
+// gets exactly Encode's ids.
+func (t *Tokenizer) EncodeControlled(text string, controls []Span, addBOS bool) []int32 {
+	return t.encode(text, &controlSpans{controls}, addBOS)
+}
+
+// controlSpans says where added tokens count; a nil *controlSpans counts
+// them everywhere (Encode).
+type controlSpans struct{ spans []Span }
+
+func (c *controlSpans) allows(start, end int) bool {
+	if c == nil {
+		return true
+	}
+	for _, s := range c.spans {
+		if s.Start <= start && end <= s.End {
+			return true
+		}
+	}
+	return false
+}
+
+// edit maps the spans through an edit of the text: at each offset in cuts
+// (ascending) del bytes were replaced with ins bytes; shift bytes were
+// added in front.
+func (c *controlSpans) edit(cuts []int, del, ins, shift int) *controlSpans {
+	if c == nil {
+		return nil
+	}
+	moved := func(x int) int {
+		n := 0
+		for _, at := range cuts {
+			if at < x {
+				n++
+			}
+		}
+		return x + shift + n*(ins-del)
+	}
+	out := &controlSpans{make([]Span, len(c.spans))}
+	for i, s := range c.spans {
+		out.spans[i] = Span{moved(s.Start), moved(s.End)}
+	}
+	return out
+}
+
+// sub is the spans within text[start:end], in its coordinates.
+func (c *controlSpans) sub(start, end int) *controlSpans {
+	if c == nil {
+		return nil
+	}
+	out := &controlSpans{}
+	for _, s := range c.spans {
+		if s.End > start && s.Start < end {
+			out.spans = append(out.spans, Span{max(s.Start, start) - start, min(s.End, end) - start})
+		}
+	}
+	return out
+}
+
+func (t *Tokenizer) encode(text string, ctl *controlSpans, addBOS bool) []int32 {
+	toks := t.tokenize(text, ctl)
 	ids := make([]int32, 0, len(toks)+1)
 	if addBOS {
 		ids = append(ids, t.bos)
@@ -282,10 +353,33 @@ func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
 // sentinel id (IMAGE_TOKEN_INDEX, -200). When the first chunk starts with BOS,
 // that BOS is kept once and the first id of every chunk is dropped.
 func (t *Tokenizer) EncodeImageChunks(prompt string, sentinel int32) []int32 {
-	chunks := strings.Split(prompt, "<image>")
-	perChunk := make([][]int32, len(chunks))
-	for i, c := range chunks {
-		ids := t.Encode(c, t.addBOS)
+	return t.encodeImageChunks(prompt, nil, sentinel)
+}
+
+// EncodeImageChunksControlled is EncodeImageChunks with EncodeControlled's
+// rule: the prompt is split only at the "<image>" strings inside controls,
+// and each chunk's added tokens count only inside them.
+func (t *Tokenizer) EncodeImageChunksControlled(prompt string, controls []Span, sentinel int32) []int32 {
+	return t.encodeImageChunks(prompt, &controlSpans{controls}, sentinel)
+}
+
+func (t *Tokenizer) encodeImageChunks(prompt string, ctl *controlSpans, sentinel int32) []int32 {
+	const image = "<image>"
+	var bounds []Span // the chunks
+	last := 0
+	for i := 0; i+len(image) <= len(prompt); {
+		if strings.HasPrefix(prompt[i:], image) && ctl.allows(i, i+len(image)) {
+			bounds = append(bounds, Span{last, i})
+			i += len(image)
+			last = i
+			continue
+		}
+		i++
+	}
+	bounds = append(bounds, Span{last, len(prompt)})
+	perChunk := make([][]int32, len(bounds))
+	for i, b := range bounds {
+		ids := t.encode(prompt[b.Start:b.End], ctl.sub(b.Start, b.End), t.addBOS)
 		if t.addEOS {
 			ids = append(ids, t.eos)
 		}
@@ -309,15 +403,28 @@ func (t *Tokenizer) EncodeImageChunks(prompt string, sentinel int32) []int32 {
 // tokenize is LlamaTokenizer.tokenize: with legacy=false the text gets one
 // leading "▁" (literal "▁" becoming a space first), and that "▁" is dropped
 // again when a special token follows it directly.
-func (t *Tokenizer) tokenize(text string) []string {
+func (t *Tokenizer) tokenize(text string, ctl *controlSpans) []string {
 	if t.legacy || text == "" {
-		return t.splitAndEncode(text)
+		return t.splitAndEncode(text, ctl)
+	}
+	if ctl != nil {
+		var cuts []int
+		for i := 0; ; {
+			j := strings.Index(text[i:], spaceSymbol)
+			if j < 0 {
+				break
+			}
+			cuts = append(cuts, i+j)
+			i += j + len(spaceSymbol)
+		}
+		ctl = ctl.edit(cuts, len(spaceSymbol), 1, 0)
 	}
 	text = strings.ReplaceAll(text, spaceSymbol, " ")
 	if t.addPrefixSpace {
 		text = spaceSymbol + text
+		ctl = ctl.edit(nil, 0, 0, len(spaceSymbol))
 	}
-	toks := t.splitAndEncode(text)
+	toks := t.splitAndEncode(text, ctl)
 	if len(toks) > 1 && toks[0] == spaceSymbol && t.isSpecial[toks[1]] {
 		toks = toks[1:]
 	}
@@ -325,64 +432,71 @@ func (t *Tokenizer) tokenize(text string) []string {
 }
 
 // splitAndEncode is PreTrainedTokenizer.tokenize: cut the text at added
-// tokens, apply their lstrip/rstrip/single_word rules to the neighbouring
-// chunks, and run sentencepiece on the rest.
-func (t *Tokenizer) splitAndEncode(text string) []string {
-	segs := []string{text}
+// tokens (those ctl allows), apply their lstrip/rstrip/single_word rules to
+// the neighbouring chunks, and run sentencepiece on the rest.
+func (t *Tokenizer) splitAndEncode(text string, ctl *controlSpans) []string {
+	segs := []segment{{text: text}}
 	if !t.splitSpecial {
-		segs = t.splitAdded(text)
-		for i, tok := range segs {
-			id, ok := t.addedIDs[tok]
-			if !ok {
+		segs = t.splitAdded(text, ctl)
+		for i, seg := range segs {
+			if !seg.token {
 				continue
 			}
-			a := t.added[id]
+			a := t.added[t.addedIDs[seg.text]]
 			var left, right string
 			if i > 0 {
-				left = segs[i-1]
+				left = segs[i-1].text
 			}
 			if i < len(segs)-1 {
-				right = segs[i+1]
+				right = segs[i+1].text
 			}
 			if a.rstrip && right != "" {
-				segs[i+1] = strings.TrimLeftFunc(right, pyIsSpace)
+				segs[i+1].text = strings.TrimLeftFunc(right, pyIsSpace)
 			}
 			if a.lstrip && left != "" {
-				segs[i-1] = strings.TrimRightFunc(left, pyIsSpace)
+				segs[i-1].text = strings.TrimRightFunc(left, pyIsSpace)
 			}
 			if a.singleWord && left != "" && left[len(left)-1] != ' ' {
-				segs[i-1] += tok
-				segs[i] = ""
+				segs[i-1].text += seg.text
+				segs[i].text = ""
 			} else if a.singleWord && right != "" && right[0] != ' ' {
-				segs[i] += right
-				segs[i+1] = ""
+				segs[i].text += right
+				segs[i+1].text = ""
 			}
 		}
 	}
 	var out []string
 	for _, s := range segs {
-		if s == "" {
+		if s.text == "" {
 			continue
 		}
-		if _, ok := t.addedIDs[s]; ok && !t.splitSpecial {
-			out = append(out, s)
-			continue
+		if s.token && !t.splitSpecial {
+			if _, ok := t.addedIDs[s.text]; ok { // not a single_word token glued to a word
+				out = append(out, s.text)
+				continue
+			}
 		}
-		out = t.spTokenize(s, out)
+		out = t.spTokenize(s.text, out)
 	}
 	return out
 }
 
-// splitAdded cuts text before and after every added token, taking at each
-// position the longest token that starts there (what transformers' Trie.split
-// yields).
-func (t *Tokenizer) splitAdded(text string) []string {
-	var segs []string
+// segment is a piece of text between added tokens, or one of them.
+type segment struct {
+	text  string
+	token bool // an added token where ctl allows one
+}
+
+// splitAdded cuts text before and after every added token that ctl allows,
+// taking at each position the longest such token that starts there (what
+// transformers' Trie.split yields).
+func (t *Tokenizer) splitAdded(text string, ctl *controlSpans) []segment {
+	var segs []segment
 	last := 0
 	for i := 0; i < len(text); {
 		match := ""
 		for _, c := range t.byFirstByte[text[i]] {
-			if strings.HasPrefix(text[i:], c) {
+			if strings.HasPrefix(text[i:], c) && ctl.allows(i, i+len(c)) {
 				match = c
 				break
 			}
@@ -392,14 +506,14 @@ func (t *Tokenizer) splitAdded(text string) []string {
 			continue
 		}
 		if i > last {
-			segs = append(segs, text[last:i])
+			segs = append(segs, segment{text: text[last:i]})
 		}
-		segs = append(segs, match)
+		segs = append(segs, segment{text: match, token: true})
 		i += len(match)
 		last = i
 	}
 	if last < len(text) || len(segs) == 0 {
-		segs = append(segs, text[last:])
+		segs = append(segs, segment{text: text[last:]})
 	}
 	return segs
 }
