@@ -21,22 +21,11 @@ func addedSpans(tk *Tokenizer, text string) []Span {
 }
 
 // TestEncodeControlledKeepsTodaysIDs: with its added tokens marked as
-// controls, every fixture prompt gets the reference ids, in both layouts.
+// controls, every original-layout fixture prompt gets the reference ids
+// (TestPromptIDs checks the llava-hf ones), and a conversation the ids of
+// Encode.
 func TestEncodeControlledKeepsTodaysIDs(t *testing.T) {
 	tiny, orig := loadFixtures(t)
-	var f struct {
-		Cases []struct {
-			Name     string `json:"name"`
-			Prompt   string `json:"prompt"`
-			InputIDs idList `json:"input_ids"`
-		} `json:"cases"`
-	}
-	readJSON(t, "../testdata/ref/tiny-llava/cases.json", &f)
-	for _, c := range f.Cases {
-		if got := tiny.EncodeControlled(c.Prompt, addedSpans(tiny, c.Prompt), true); !slices.Equal(got, []int32(c.InputIDs)) {
-			t.Errorf("%s: EncodeControlled = %v, want %v", c.Name, got, c.InputIDs)
-		}
-	}
 	prompts := []string{" USER: <image>\nWhat is in the image? ASSISTANT: A red bicycle leaning against a brick wall.</s>USER: And? ASSISTANT:"}
 	for _, c := range origCases(t) {
 		prompts = append(prompts, c.Prompt)

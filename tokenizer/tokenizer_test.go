@@ -155,7 +155,8 @@ func TestTokenizerCases(t *testing.T) {
 	}
 }
 
-// TestPromptIDs: the llava-hf prompt ids are BOS + Encode(prompt).
+// TestPromptIDs: the llava-hf prompt ids are BOS + Encode(prompt), and
+// EncodeControlled's when the prompt's added tokens are controls.
 func TestPromptIDs(t *testing.T) {
 	tiny, _ := loadFixtures(t)
 	var f struct {
@@ -172,6 +173,10 @@ func TestPromptIDs(t *testing.T) {
 	for _, c := range f.Cases {
 		if got := tiny.Encode(c.Prompt, true); !slices.Equal(got, []int32(c.InputIDs)) {
 			t.Errorf("%s: Encode = %v, want %v", c.Name, got, c.InputIDs)
+		}
+		// With its added tokens marked as a template marks its controls.
+		if got := tiny.EncodeControlled(c.Prompt, addedSpans(tiny, c.Prompt), true); !slices.Equal(got, []int32(c.InputIDs)) {
+			t.Errorf("%s: EncodeControlled = %v, want %v", c.Name, got, c.InputIDs)
 		}
 	}
 }
