@@ -14,12 +14,11 @@ import "math/rand/v2"
 // falls below deadFraction of the mean Σn/K is re-seeded from a random
 // token of the batch: n_j ← Σn/K, m_j ← n_j·U_t.
 type ema struct {
-	k, d   int
-	decay  float64
-	n      []float32 // [K]
-	m      []float32 // [K, D]
-	dead   int       // entries re-seeded at the last update
-	reseed int       // entries re-seeded over the run
+	k, d  int
+	decay float64
+	n     []float32 // [K]
+	m     []float32 // [K, D]
+	dead  int       // entries re-seeded at the last update
 }
 
 const (
@@ -78,7 +77,6 @@ func (e *ema) update(us [][]float32, idx [][]int32, rng *rand.Rand, cb []float32
 		}
 		e.dead++
 	}
-	e.reseed += e.dead
 	for j := range k {
 		s := (float64(e.n[j]) + emaEps) / (total + float64(k)*emaEps) * total
 		for c := range d {

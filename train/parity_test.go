@@ -27,6 +27,23 @@ func f64s(v []float32) []float64 {
 	return out
 }
 
+// fixedStep is one step's forward and backward from the fixed state of
+// testdata/train on the first n fixture images.
+func fixedStep(t *testing.T, b *cpu.CPU, n int, opt Options) (*Trainer, *grads, []*qtape) {
+	t.Helper()
+	m, px := tiny(t, b)
+	state := moduleData(t, b, testutil.Testdata("train", "state.safetensors"))
+	tr, err := New(m, state, px[:n], nil, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, qs, err := tr.lossAndGrads(tr.train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, g, qs
+}
+
 // TestGradientsMatchAutograd: one step from the fixed state of
 // testdata/train (make_grads.py, float64 torch autograd) on two images.
 // Every parameter's gradient within ‖Δ‖ ≤ 1e-4·‖g‖ + 1e-7, the loss within
@@ -35,21 +52,12 @@ func f64s(v []float32) []float64 {
 func TestGradientsMatchAutograd(t *testing.T) {
 	b := cpu.New(0)
 	defer b.Close()
-	m, px := tiny(t, b)
-	state := moduleData(t, b, testutil.Testdata("train", "state.safetensors"))
 	ref := testutil.Ref(t, "train", "grads.safetensors")
 	refIdx := testutil.Tensor(t, ref, "indices").I32()
 	for _, target := range []string{"features", "projector"} {
 		t.Run(target, func(t *testing.T) {
 			opt := Options{Projector: target == "projector", Steps: 1, Batch: 2, LR: 1e-3, Beta: 0.25, CodebookGrad: true}
-			tr, err := New(m, state, px[:2], nil, opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			g, qs, err := tr.lossAndGrads(tr.train)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr, g, qs := fixedStep(t, b, 2, opt)
 			for i, q := range qs {
 				for tok, j := range q.idx {
 					if want := refIdx[i*len(q.idx)+tok]; j != want {
@@ -85,17 +93,9 @@ func TestGradientsMatchAutograd(t *testing.T) {
 func TestStraightThroughAndEMA(t *testing.T) {
 	b := cpu.New(0)
 	defer b.Close()
-	m, px := tiny(t, b)
-	state := moduleData(t, b, testutil.Testdata("train", "state.safetensors"))
 	ref := testutil.Ref(t, "train", "grads.safetensors")
-	tr, err := New(m, state, px[:2], nil, Options{Steps: 1, Batch: 2, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, qs, err := tr.lossAndGrads(tr.train)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, _, qs := fixedStep(t, b, 2, Options{Steps: 1, Batch: 2, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
+	state := tr.md
 	d := state.D
 	var us [][]float32
 	var idx [][]int32
@@ -139,16 +139,7 @@ func TestStraightThroughAndEMA(t *testing.T) {
 func TestFiniteDifferences(t *testing.T) {
 	b := cpu.New(0)
 	defer b.Close()
-	m, px := tiny(t, b)
-	state := moduleData(t, b, testutil.Testdata("train", "state.safetensors"))
-	tr, err := New(m, state, px[:1], nil, Options{Steps: 1, Batch: 1, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _, err := tr.lossAndGrads(tr.train)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, g, _ := fixedStep(t, b, 1, Options{Steps: 1, Batch: 1, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
 	gs := tr.flatGrads(g)
 	argmax := func(v []float64) int {
 		best := 0

@@ -1,6 +1,9 @@
 package train
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/avq/avq/backend/cpu"
@@ -48,7 +51,7 @@ func TestShortRunLowersHeldOutLoss(t *testing.T) {
 	defer b.Close()
 	m, px := tiny(t, b)
 	init := moduleData(t, b, testutil.Testdata("vq", "block0_ln1", "alignedvq.safetensors"))
-	opt := Options{Steps: 30, Batch: 2, LR: 3e-3, Warmup: 3, WeightDecay: 0.01, Clip: 1, Beta: 0.25, EMADecay: 0.99, Seed: 1}
+	opt := Options{Steps: 20, Batch: 2, LR: 3e-3, Warmup: 2, WeightDecay: 0.01, Clip: 1, Beta: 0.25, EMADecay: 0.99, Seed: 1}
 	tr, err := New(m, init, px[:5], px[5:], opt)
 	if err != nil {
 		t.Fatal(err)
@@ -73,5 +76,58 @@ func TestShortRunLowersHeldOutLoss(t *testing.T) {
 	t.Logf("held-out distillation: k-means only %+v, trained %+v", e0, e1)
 	if !(e1.MSE < e0.MSE) {
 		t.Errorf("training raised the held-out distillation error: %.6g → %.6g", e0.MSE, e1.MSE)
+	}
+}
+
+// TestResumeAndThreadsGiveTheSameBytes: a run interrupted after 2 of 4
+// steps and resumed from its checkpoint, on another thread count, writes the
+// same module bytes as the run on one thread that never stopped; the EMA
+// codebook and the gradient codebook alike.
+func TestResumeAndThreadsGiveTheSameBytes(t *testing.T) {
+	for _, grad := range []bool{false, true} {
+		opt := Options{Steps: 4, Batch: 2, LR: 3e-3, Warmup: 1, WeightDecay: 0.01, Clip: 1, Beta: 0.25, EMADecay: 0.9,
+			CodebookGrad: grad, Seed: 7}
+		dir := t.TempDir()
+		ckpt := filepath.Join(dir, "run.ckpt")
+		run := func(threads int, resume bool, out string) {
+			b := cpu.New(threads)
+			defer b.Close()
+			m, px := tiny(t, b)
+			init := moduleData(t, b, testutil.Testdata("vq", "block0_ln1", "alignedvq.safetensors"))
+			tr, err := New(m, init, px[:3], nil, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resume {
+				if err := tr.Resume(ckpt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for tr.Steps() < opt.Steps {
+				if _, err := tr.Step(); err != nil {
+					t.Fatal(err)
+				}
+				if tr.Steps() == 2 && !resume {
+					if err := tr.SaveCheckpoint(ckpt); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			md, err := tr.Module(px[:3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := vq.WriteModule(out, md); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a, b := filepath.Join(dir, "a.safetensors"), filepath.Join(dir, "b.safetensors")
+		run(1, false, a)
+		run(3, true, b)
+		ba, _ := os.ReadFile(a)
+		bb, _ := os.ReadFile(b)
+		if len(ba) == 0 || !bytes.Equal(ba, bb) {
+			t.Errorf("codebook by gradient %v: the resumed 3-thread run wrote other bytes than the 1-thread run", grad)
+		}
 	}
 }

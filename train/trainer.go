@@ -67,6 +67,8 @@ type Trainer struct {
 	st    *student
 	mod   *vq.Module
 	md    *vq.ModuleData // the module's values on the host, updated in place
+	init  *vq.ModuleData // the module the run started from
+	id    string         // the run's identity in checkpoints
 	train []sample
 	held  []sample
 
@@ -135,7 +137,7 @@ func New(m *llava.Model, init *vq.ModuleData, images, heldOut [][]float32, opt O
 	if !sp.Before(end) {
 		return nil, fmt.Errorf("train: split %v is not before the feature layer %d", sp, ck.FeatureLayer)
 	}
-	t := &Trainer{opt: opt, b: b, model: m, split: sp, mod: mod, md: md}
+	t := &Trainer{opt: opt, b: b, model: m, split: sp, mod: mod, md: md, init: cloneModule(md)}
 	t.st = &student{b: b, vision: m.Vision, from: sp, to: end, norm: sp.Site.IsNorm(), scale: mod.Scale, shift: mod.Shift,
 		dropCLS: ck.DropCLS, t: ck.Vision.Tokens(), d: md.D}
 	if opt.Projector {
@@ -164,6 +166,7 @@ func New(m *llava.Model, init *vq.ModuleData, images, heldOut [][]float32, opt O
 	} else {
 		t.ema = newEMA(md.Codebook, md.K, md.D, opt.Batch*t.st.t, opt.EMADecay)
 	}
+	t.id = t.runID()
 	return t, nil
 }
 
@@ -295,8 +298,6 @@ func (t *Trainer) Step() (Step, error) {
 	for i, p := range t.params {
 		p.step(gs[i], info.LR, t.opt.WeightDecay, t.step)
 	}
-	t.md.DLPIn.Gamma, t.md.DLPOut.Gamma = t.params[2].value[0], t.params[5].value[0]
-	t.mod.SetDLP(t.b, t.md.DLPIn, t.md.DLPOut)
 	if t.ema != nil {
 		us, idx := make([][]float32, len(qs)), make([][]int32, len(qs))
 		for i, q := range qs {
@@ -306,9 +307,20 @@ func (t *Trainer) Step() (Step, error) {
 		info.Dead = t.ema.dead
 		t.reseeded += t.ema.dead
 	}
-	t.mod.SetCodebook(t.b, t.md.Codebook)
+	t.sync()
 	return info, nil
 }
+
+// sync writes the host values of the parameters to the module on the
+// backend (its gates, norms and fingerprint recomputed).
+func (t *Trainer) sync() {
+	t.md.DLPIn.Gamma, t.md.DLPOut.Gamma = t.params[2].value[0], t.params[5].value[0]
+	t.mod.SetDLP(t.b, t.md.DLPIn, t.md.DLPOut)
+	t.mod.SetCodebook(t.b, t.md.Codebook)
+}
+
+// Reseeded is the number of EMA entries re-seeded so far.
+func (t *Trainer) Reseeded() int { return t.reseeded }
 
 // flatGrads lists the gradients in t.params's order, in float64.
 func (t *Trainer) flatGrads(g *grads) [][]float64 {
