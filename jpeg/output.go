@@ -23,6 +23,17 @@ var yccTables = func() (t struct {
 	return t
 }()
 
+// clampTab[v+clampOff] is v limited to 0..255 for every v the colour
+// conversions produce (libjpeg's sample_range_limit).
+const clampOff = 384
+
+var clampTab = func() (t [1024]uint8) {
+	for i := range t {
+		t[i] = clamp8(int32(i - clampOff))
+	}
+	return t
+}()
+
 type upsampleMethod int
 
 const (
@@ -156,11 +167,13 @@ func (d *decoder) output() *Image {
 			}
 		case nc == 3:
 			yy, cb, cr := ups[0].row(y)[:w], ups[1].row(y)[:w], ups[2].row(y)[:w]
-			for x := range w {
-				Y, b, r := int32(yy[x]), cb[x], cr[x]
-				o[3*x] = clamp8(Y + t.crR[r])
-				o[3*x+1] = clamp8(Y + (t.cbG[b]+t.crG[r])>>16)
-				o[3*x+2] = clamp8(Y + t.cbB[b])
+			cb, cr = cb[:len(yy)], cr[:len(yy)]
+			for x, Y := range yy {
+				Y, b, r := int32(Y)+clampOff, cb[x], cr[x]
+				p := o[3*x : 3*x+3 : 3*x+3]
+				p[0] = clampTab[(Y+t.crR[r])&1023]
+				p[1] = clampTab[(Y+(t.cbG[b]+t.crG[r])>>16)&1023]
+				p[2] = clampTab[(Y+t.cbB[b])&1023]
 			}
 		case d.ycck: // ycck_cmyk_convert: YCbCr->RGB, inverted; K as stored
 			yy, cb, cr, k := ups[0].row(y)[:w], ups[1].row(y)[:w], ups[2].row(y)[:w], ups[3].row(y)[:w]
