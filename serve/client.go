@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -23,7 +24,50 @@ type Client struct {
 	URL    string       // the server's base URL, e.g. http://cloud:8080
 	APIKey string       // sent as a bearer token when set
 	HTTP   *http.Client // nil: http.DefaultClient
+	Retry  Retry        // the zero value retries as Retry's fields say
+
+	// wait, set by tests, replaces the pause between attempts.
+	wait func(ctx context.Context, d time.Duration) error
 }
+
+// Retry says how a Client sends a whole request again when it failed in a
+// way a balancer cannot hide: the connection failed, the answer's stream
+// was cut after its first byte (a replica died mid-answer), or the server
+// or a balancer refused it for now (429, 502, 503). It waits Backoff, then
+// twice as long each time (with jitter), or the Retry-After the refusal
+// names when that is longer, never more than MaxWait at once. A refusal of
+// the request itself (4xx), a deadline (504) or an error event inside the
+// answer is not retried. Text already passed to onText is not passed
+// again: the retried answer must begin with it (greedy decoding, or a
+// fixed seed, gives the same answer), else Answer fails.
+type Retry struct {
+	Attempts int           // sends at most, the first included; 0: 4; 1: no retry
+	Backoff  time.Duration // the first wait; 0: 200 ms
+	MaxWait  time.Duration // the longest wait; 0: 10 s
+}
+
+func (r Retry) withDefaults() Retry {
+	if r.Attempts <= 0 {
+		r.Attempts = 4
+	}
+	if r.Backoff <= 0 {
+		r.Backoff = 200 * time.Millisecond
+	}
+	if r.MaxWait <= 0 {
+		r.MaxWait = 10 * time.Second
+	}
+	return r
+}
+
+// retryable is a failed attempt worth sending again, and how long the
+// server asked the client to wait (0: no word).
+type retryable struct {
+	err        error
+	retryAfter time.Duration
+}
+
+func (r *retryable) Error() string { return r.err.Error() }
+func (r *retryable) Unwrap() error { return r.err }
 
 // Request is one question about one image, sent as an AlignedVQ frame
 // (POST /v1/split) or, for the cloud-only baseline, as an image file (POST
@@ -48,14 +92,79 @@ type Answer struct {
 	Server           Timings // the server's time, by phase
 	Fingerprint      string  // the server's codebook fingerprint (hex), "" without a module
 	BodyBytes        int     // the request body: envelope, payload and prompt
+	Retries          int     // sends after the first (see Retry)
 
 	FirstText time.Duration // from sending the request to the first text; 0 if none came
 	Total     time.Duration // from sending the request to the end of the answer
 }
 
 // Answer sends req and streams the answer's text to onText (when not nil)
-// as it arrives. A refused request returns an *APIError.
+// as it arrives, sending it again as c.Retry says. A refused request
+// returns an *APIError.
 func (c *Client) Answer(ctx context.Context, req Request, onText func(string) error) (*Answer, error) {
+	policy := c.Retry.withDefaults()
+	var shown strings.Builder // text passed to onText by earlier attempts
+	wait := policy.Backoff
+	for attempt := 1; ; attempt++ {
+		var seen strings.Builder // this attempt's text
+		dedup := onText
+		if onText != nil {
+			dedup = func(text string) error {
+				seen.WriteString(text)
+				s, done := seen.String(), shown.String()
+				if len(s) <= len(done) {
+					if !strings.HasPrefix(done, s) {
+						return errors.New("serve: the retried answer differs from the text already passed on")
+					}
+					return nil
+				}
+				if !strings.HasPrefix(s, done) {
+					return errors.New("serve: the retried answer differs from the text already passed on")
+				}
+				fresh := s[len(done):]
+				shown.WriteString(fresh)
+				return onText(fresh)
+			}
+		}
+		ans, err := c.answerOnce(ctx, req, dedup)
+		var r *retryable
+		if err == nil {
+			ans.Retries = attempt - 1
+			return ans, nil
+		}
+		if !errors.As(err, &r) || attempt >= policy.Attempts || ctx.Err() != nil {
+			if r != nil {
+				return nil, fmt.Errorf("%w (after %d attempts)", r.err, attempt)
+			}
+			return nil, err
+		}
+		d := time.Duration(float64(wait) * (0.5 + rand.Float64()/2))
+		d = min(max(d, r.retryAfter), policy.MaxWait)
+		wait *= 2
+		pause := c.wait
+		if pause == nil {
+			pause = sleep
+		}
+		if err := pause(ctx, d); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// answerOnce is one attempt of Answer; a failure worth retrying is a
+// *retryable.
+func (c *Client) answerOnce(ctx context.Context, req Request, onText func(string) error) (*Answer, error) {
 	path, contentType, payload := "/v1/split", ContentTypeFrame, req.Frame
 	if req.Image != nil {
 		path, contentType, payload = "/v1/image", ContentTypeImage, req.Image
@@ -83,18 +192,41 @@ func (c *Client) Answer(ctx context.Context, req Request, onText func(string) er
 	t0 := time.Now()
 	resp, err := hc.Do(hr)
 	if err != nil {
-		return nil, fmt.Errorf("serve: %w", err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		return nil, &retryable{err: fmt.Errorf("serve: %w", err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, readAPIError(resp)
+		err := readAPIError(resp)
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
+			var after time.Duration
+			if n, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && n > 0 {
+				after = time.Duration(n) * time.Second
+			}
+			return nil, &retryable{err: err, retryAfter: after}
+		}
+		return nil, err
 	}
 	ans := &Answer{Fingerprint: resp.Header.Get(FingerprintHeader), BodyBytes: len(body)}
 	if err := ans.read(io.LimitReader(resp.Body, maxAnswerBytes), t0, onText); err != nil {
+		var cut *streamCut
+		if errors.As(err, &cut) && ctx.Err() == nil {
+			return nil, &retryable{err: err}
+		}
 		return nil, err
 	}
 	return ans, nil
 }
+
+// streamCut is an answer whose stream ended, or broke, before its last
+// line: the connection failed after the first byte.
+type streamCut struct{ err error }
+
+func (s *streamCut) Error() string { return s.err.Error() }
+func (s *streamCut) Unwrap() error { return s.err }
 
 // query holds the parameters that differ from the protocol's defaults.
 func (req *Request) query() url.Values {
@@ -168,9 +300,12 @@ func (ans *Answer) read(r io.Reader, t0 time.Time, onText func(string) error) er
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("serve: reading the answer: %w", err)
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("serve: reading the answer: %w", err)
+		}
+		return &streamCut{fmt.Errorf("serve: reading the answer: %w", err)}
 	}
-	return errors.New("serve: the answer ended before its last line")
+	return &streamCut{errors.New("serve: the answer ended before its last line")}
 }
 
 // readAPIError reads a refusal's JSON error, or describes the response when

@@ -117,6 +117,7 @@ type cloudFlags struct {
 	bandwidth string
 	rtt       time.Duration
 	json      bool
+	retries   int
 	gen       genFlags
 }
 
@@ -127,6 +128,8 @@ func (cf *cloudFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.bandwidth, "bandwidth", "", "with --cloud, shape the link to this `rate` each way: 250kbit, 2.5mbit, 1gbit (bits per second)")
 	fs.DurationVar(&cf.rtt, "rtt", 0, "with --cloud, add this round-trip `time` to the link")
 	fs.BoolVar(&cf.json, "json", false, "with --cloud, print one JSON object instead of streaming the answer")
+	fs.IntVar(&cf.retries, "retries", 3, "with --cloud, send the request again at most this many times after a failed connection, "+
+		"an answer cut mid-stream or a 429/502/503 (with backoff, honouring Retry-After)")
 	cf.gen.register(fs)
 }
 
@@ -136,7 +139,7 @@ func (cf *cloudFlags) check(fs *flag.FlagSet) error {
 		var set []string
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
-			case "prompt", "api-key", "bandwidth", "rtt", "json", "template", "max-tokens", "temperature", "top-k", "top-p", "seed", "stop":
+			case "prompt", "api-key", "bandwidth", "rtt", "json", "retries", "template", "max-tokens", "temperature", "top-k", "top-p", "seed", "stop":
 				set = append(set, "--"+f.Name)
 			}
 		})
@@ -147,6 +150,9 @@ func (cf *cloudFlags) check(fs *flag.FlagSet) error {
 	}
 	if cf.prompt == "" {
 		return fmt.Errorf("--cloud needs --prompt")
+	}
+	if cf.retries < 0 {
+		return fmt.Errorf("--retries %d: want at least 0", cf.retries)
 	}
 	if cf.apiKey == "" {
 		cf.apiKey = os.Getenv("AVQ_API_KEY")
@@ -186,6 +192,7 @@ type edgeOutput struct {
 	BodyBytes     int         `json:"body_bytes"`
 	BytesSent     int64       `json:"bytes_sent"`
 	BytesReceived int64       `json:"bytes_received"`
+	Retries       int         `json:"retries"` // sends after the first
 	Timings       edgeTimings `json:"timings"`
 }
 
@@ -213,7 +220,7 @@ func (cf *cloudFlags) ask(c *cli, m *llava.Model, frame []byte, load, edge time.
 	d := &serve.Dialer{Link: link}
 	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: d.DialContext, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
-	client := serve.Client{URL: cf.url, APIKey: cf.apiKey, HTTP: &http.Client{Transport: tr}}
+	client := serve.Client{URL: cf.url, APIKey: cf.apiKey, HTTP: &http.Client{Transport: tr}, Retry: serve.Retry{Attempts: 1 + cf.retries}}
 	req := serve.Request{Frame: frame, Prompt: cf.prompt, Template: cf.gen.template, MaxTokens: cf.gen.maxTokens,
 		Sampling: sampling, Stop: cf.gen.stop}
 	var onText func(string) error
@@ -229,7 +236,7 @@ func (cf *cloudFlags) ask(c *cli, m *llava.Model, frame []byte, load, edge time.
 	}
 	sent, received := d.Bytes()
 	out := edgeOutput{PromptIDs: ans.PromptIDs, IDs: ans.IDs, Text: ans.Text, StopReason: ans.StopReason,
-		FrameBytes: len(frame), BodyBytes: ans.BodyBytes, BytesSent: sent, BytesReceived: received,
+		FrameBytes: len(frame), BodyBytes: ans.BodyBytes, BytesSent: sent, BytesReceived: received, Retries: ans.Retries,
 		Timings: edgeTimings{LoadMS: ms(load), EdgeMS: ms(edge), TransferMS: max(0, ms(ans.Total)-ans.Server.TotalMS()),
 			TotalMS: ms(edge + ans.Total), Server: ans.Server}}
 	if ans.FirstText > 0 {
