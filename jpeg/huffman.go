@@ -42,27 +42,26 @@ func (s *huffSpec) build(isDC bool) (*huffTable, string) {
 	code, k := int32(0), 0
 	for l := 1; l <= 16; l++ {
 		c := int32(s.counts[l-1])
-		t.valptr[l] = int32(k) - code
-		if c == 0 {
-			t.maxcode[l] = -1
-		} else {
-			for i := int32(0); i < c; i++ {
-				if l <= lutBits {
-					first := (code + i) << (lutBits - l)
-					for j := int32(0); j < 1<<(lutBits-l); j++ {
-						t.lut[first+j] = uint16(l)<<8 | uint16(s.vals[k+int(i)])
-					}
-				}
-			}
-			code += c
-			k += int(c)
-			t.maxcode[l] = code - 1
-		}
 		// libjpeg: the all-ones code of each length is reserved, so the
-		// next free code must still fit in l bits.
-		if code >= 1<<l {
+		// code after this length's last must still fit in l bits.
+		if code+c >= 1<<l {
 			return nil, "Huffman table's code lengths overflow"
 		}
+		t.valptr[l] = int32(k) - code
+		t.maxcode[l] = -1
+		if c > 0 {
+			t.maxcode[l] = code + c - 1
+		}
+		for i := range c {
+			if l <= lutBits {
+				first := (code + i) << (lutBits - l)
+				for j := range int32(1) << (lutBits - l) {
+					t.lut[first+j] = uint16(l)<<8 | uint16(s.vals[k+int(i)])
+				}
+			}
+		}
+		code += c
+		k += int(c)
 		code <<= 1
 	}
 	t.maxcode[17] = 1 << 30 // sentinel: ends the slow search

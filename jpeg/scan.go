@@ -1,5 +1,9 @@
 package jpeg
 
+// maxScans bounds the scans of a file. Encoders write at most a few dozen
+// (libjpeg's default progression has 10); libjpeg itself sets no limit.
+const maxScans = 256
+
 // scan is one SOS: its components and, for progressive files, the band and
 // successive-approximation bits it codes.
 type scan struct {
@@ -14,6 +18,9 @@ type scan struct {
 // starts at p) and returns the offset of the marker that ends it.
 func (d *decoder) sos(seg []byte, off, p int) (int, error) {
 	d.scanCount++
+	if d.scanCount > maxScans {
+		return 0, d.unsupported(off, "more than %d scans (a guard against files that make a decoder loop over the image without end)", maxScans)
+	}
 	if len(seg) < 1 {
 		return 0, d.errorf(off, "empty SOS segment")
 	}
@@ -134,6 +141,12 @@ func (d *decoder) checkScan(sc *scan, off int) error {
 				return d.errorf(off, "progressive scan %d codes AC coefficients of component %d before its DC", d.scanCount, c.id)
 			}
 			for k := sc.ss; k <= sc.se; k++ {
+				// libjpeg accepts a first scan of a coefficient already
+				// sent (it warns of nothing); refusing it bounds the
+				// work a file can ask for to 14 passes per coefficient.
+				if sc.ah == 0 && c.bits[k] >= 0 {
+					return d.errorf(off, "progressive scan %d sends coefficient %d of component %d a second time", d.scanCount, k, c.id)
+				}
 				if want := max(c.bits[k], 0); sc.ah != want {
 					return d.errorf(off, "progressive scan %d refines bit %d of coefficient %d of component %d, which is at bit %d", d.scanCount, sc.ah, k, c.id, c.bits[k])
 				}

@@ -191,6 +191,32 @@ REFUSED["r-progression-incomplete"] = "block smoothing"
 cjpeg("r-progression-last-bit-missing", "scene", "-scans",
       scans("0 1 2: 0-0, 0, 0;\n0: 1-63, 0, 1;\n1: 1-63, 0, 0;\n2: 1-63, 0, 0;\n"))
 REFUSED["r-progression-last-bit-missing"] = "block smoothing"
+# 64 coefficients x 5 successive-approximation scans: a legal progression
+# with more passes over the image than the decoder allows. cjpeg takes at
+# most 100 scans a script, so four files' scans are spliced after one DC scan.
+def after_first_scan(b):
+    p = b.index(b"\xff\xda")
+    p += 2 + (b[p + 2] << 8 | b[p + 3])
+    while not (b[p] == 0xFF and b[p + 1] not in (0x00, 0xFF) and not 0xD0 <= b[p + 1] <= 0xD7):
+        p += 1
+    return p
+
+
+Image.fromarray(np.asarray(synthetic(16, 16, 5).convert("L"))).save(os.path.join(tmp, "small.pgm"))
+parts = []
+for lo in range(1, 64, 19):
+    script = "0: 0-0, 0, 0;\n" + "".join(
+        f"0: {k}-{k}, 0, 4;\n" + "".join(f"0: {k}-{k}, {a}, {a - 1};\n" for a in range(4, 0, -1))
+        for k in range(lo, min(lo + 19, 64)))
+    out = os.path.join(tmp, f"many{lo}.jpg")
+    subprocess.run(["cjpeg", "-grayscale", "-scans", scans(script), "-outfile", out,
+                    os.path.join(tmp, "small.pgm")], check=True)
+    with open(out, "rb") as f:
+        parts.append(f.read())
+spliced = parts[0][:-2] + b"".join(p[after_first_scan(p):-2] for p in parts[1:]) + b"\xff\xd9"
+with open(os.path.join(OUT, "r-too-many-scans.jpg"), "wb") as f:
+    f.write(spliced)
+REFUSED["r-too-many-scans"] = "more than 256 scans"
 with open(os.path.join(OUT, "c-420-q75.jpg"), "rb") as f:
     base = f.read()
 sof = base.index(b"\xff\xc0")
