@@ -106,21 +106,21 @@ type decoder struct {
 	dc, ac  [4]*huffSpec
 	restart int
 
-	sawSOF, progressive  bool
-	jfif, adobe          bool
-	adobeTransform       uint8
-	width, height        int
-	comps                []component
-	hmax, vmax           int
-	mcusX, mcusY         int
-	colorSpace, jpegCS   ColorSpace
-	ycck                 bool
-	rgbStored            bool
-	scanCount            int
-	dcPred               [4]int32
-	eobrun               int32
-	br                   bitReader
-	allocated            bool
+	sawSOF, progressive bool
+	jfif, adobe         bool
+	adobeTransform      uint8
+	width, height       int
+	comps               []component
+	hmax, vmax          int
+	mcusX, mcusY        int
+	colorSpace, jpegCS  ColorSpace
+	ycck                bool
+	rgbStored           bool
+	scanCount           int
+	dcPred              [4]int32
+	eobrun              int32
+	br                  bitReader
+	allocated           bool
 }
 
 func (d *decoder) errorf(off int, format string, args ...any) error {

@@ -37,11 +37,11 @@ var clampTab = func() (t [1024]uint8) {
 type upsampleMethod int
 
 const (
-	fullSize   upsampleMethod = iota
-	h2v1Fancy                 // h2v1_fancy_upsample
-	h1v2Fancy                 // h1v2_fancy_upsample
-	h2v2Fancy                 // h2v2_fancy_upsample
-	replicate                 // int_upsample, h2v1_upsample, h2v2_upsample
+	fullSize  upsampleMethod = iota
+	h2v1Fancy                // h2v1_fancy_upsample
+	h1v2Fancy                // h1v2_fancy_upsample
+	h2v2Fancy                // h2v2_fancy_upsample
+	replicate                // int_upsample, h2v1_upsample, h2v2_upsample
 )
 
 // upsampler produces one component's rows at the image width.

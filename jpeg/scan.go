@@ -10,8 +10,8 @@ type scan struct {
 	comps          []*component
 	dcSlot, acSlot []int
 	dc, ac         []*huffTable
-	ss, se int
-	ah, al int32
+	ss, se         int
+	ah, al         int32
 }
 
 // sos parses a scan header, decodes the entropy-coded data after it (which
