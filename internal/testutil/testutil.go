@@ -102,7 +102,10 @@ func (s Stats) Fails(maxAbs, minCos float64) string {
 func Close(t testing.TB, name string, got, want []float32, maxAbs, minCos float64) Stats {
 	t.Helper()
 	s := Compare(got, want)
-	if why := s.Fails(maxAbs, minCos); why != "" {
+	switch why := s.Fails(maxAbs, minCos); {
+	case s.Problem != "":
+		t.Errorf("%s: %v", name, s) // the Problem ends the line
+	case why != "":
 		t.Errorf("%s: %s (%v); tolerance max|Δ| ≤ %g, cosine ≥ %g", name, why, s, maxAbs, minCos)
 	}
 	return s
