@@ -43,15 +43,13 @@ func (p *param) step(g []float64, lr, wd float64, t int) {
 }
 
 // learningRate is the schedule at step t of steps (from 1): linear warm-up
-// over warmup steps to lr, then cosine decay to 0 at the last step.
+// over warmup steps to lr, then a cosine from lr at the first step after the
+// warm-up towards 0, which the step after the last would reach.
 func learningRate(lr float64, t, warmup, steps int) float64 {
 	if t <= warmup {
 		return lr * float64(t) / float64(warmup)
 	}
-	if steps <= warmup {
-		return lr
-	}
-	f := float64(t-warmup) / float64(steps-warmup)
+	f := float64(t-warmup-1) / float64(steps-warmup)
 	return lr * 0.5 * (1 + math.Cos(math.Pi*f))
 }
 

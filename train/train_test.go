@@ -77,6 +77,28 @@ func TestShortRunLowersHeldOutLoss(t *testing.T) {
 	if !(e1.MSE < e0.MSE) {
 		t.Errorf("training raised the held-out distillation error: %.6g → %.6g", e0.MSE, e1.MSE)
 	}
+	// The student is the deployed computation: the module as trained (before
+	// the residual refit), through a real frame and the cloud tail, gives
+	// the features Evaluate measured, bit for bit.
+	mod, err := vq.NewModule(tr.md, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AttachVQ(mod); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := m.FeaturesVQ(px[5], nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se float64
+	for i, v := range fs.Selected.F32() {
+		d := float64(v) - float64(tr.held[0].target[i])
+		se += d * d
+	}
+	if mse := se / float64(len(tr.held[0].target)); mse != e1.MSE {
+		t.Errorf("held-out MSE through the split %.17g, in training %.17g", mse, e1.MSE)
+	}
 }
 
 // TestResumeAndThreadsGiveTheSameBytes: a run interrupted after 2 of 4

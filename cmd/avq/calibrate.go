@@ -45,14 +45,10 @@ func cmdCalibrate(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	nHeld := *holdOut
-	if nHeld < 0 {
-		nHeld = len(files) / 5
+	fit, held, err := heldOut(files, *holdOut, *images)
+	if err != nil {
+		return err
 	}
-	if nHeld >= len(files) {
-		return fmt.Errorf("--held-out %d leaves no images to fit on (%d in %s)", nHeld, len(files), *images)
-	}
-	fit, held := files[:len(files)-nHeld], files[len(files)-nHeld:]
 
 	ck, err := llava.Open(*model, llava.OpenOptions{VisionTower: *tower})
 	if err != nil {
@@ -64,7 +60,7 @@ func cmdCalibrate(c *cli, args []string) error {
 		return err
 	}
 	parts := ck.VisionParts()
-	if nHeld == 0 {
+	if len(held) == 0 {
 		parts.VisionTo = sp
 	}
 	m, err := llava.Load(ck, c.backend(), llava.LoadOptions{Parts: parts})

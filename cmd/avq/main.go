@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"inspect":   {"list a checkpoint's or file's tensors, metadata and model", cmdInspect},
 	"run":       {"answer a prompt about an image", cmdRun},
 	"serve":     {"serve the cloud role over HTTP: the split protocol and OpenAI chat completions", cmdServe},
+	"train":     {"fine-tune an AlignedVQ module (DLP and codebook) by distillation", cmdTrain},
 }
 
 // cli carries the streams and the common flags of one invocation.

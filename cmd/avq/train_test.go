@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/avq/avq/safetensors"
+	"github.com/avq/avq/vq"
+)
+
+// TestTrainWritesADeployableModule: `avq train` lowers the held-out
+// distillation error, writes the same bytes on 1 and 2 threads, and its
+// module runs through the split: the edge's frame, the cloud tail's
+// features from that frame equal to the in-process split's, an answer.
+func TestTrainWritesADeployableModule(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"train", "--model", td("tiny-llava"), "--images", td("images"), "--init", td("vq", "block0_ln1", "alignedvq.safetensors"),
+		"--steps", "6", "--batch", "2", "--lr", "3e-3", "--seed", "3", "--eval-every", "3"}
+	var outs [][]byte
+	for _, threads := range []string{"1", "2"} {
+		out := filepath.Join(dir, "m"+threads+".safetensors")
+		status, stdout, stderr := avq(t, append(args, "--threads", threads, "--out", out)...)
+		if status != 0 {
+			t.Fatal(stderr)
+		}
+		m := regexp.MustCompile(`held-out distillation MSE (\S+) → (\S+)`).FindStringSubmatch(stdout)
+		if m == nil {
+			t.Fatalf("no held-out result in %q", stdout)
+		}
+		before, _ := strconv.ParseFloat(m[1], 64)
+		after, _ := strconv.ParseFloat(m[2], 64)
+		if !(after < before) {
+			t.Errorf("held-out distillation MSE %v → %v: not lowered", before, after)
+		}
+		outs = append(outs, readFile(t, out))
+	}
+	if !bytes.Equal(outs[0], outs[1]) {
+		t.Fatal("1 and 2 threads wrote different modules")
+	}
+	module := filepath.Join(dir, "m1.safetensors")
+	frame := filepath.Join(dir, "f.avq")
+	if status, _, stderr := avq(t, "edge", "--model", td("tiny-llava"), "--vq", module, "--image", td("images", "square_336.png"),
+		"--aspect", "pad", "--out", frame); status != 0 {
+		t.Fatal(stderr)
+	}
+	features := func(args ...string) []float32 {
+		out := filepath.Join(dir, "feat.safetensors")
+		status, _, stderr := avq(t, append([]string{"features", "--model", td("tiny-llava"), "--vq", module, "--out", out}, args...)...)
+		if status != 0 {
+			t.Fatal(stderr)
+		}
+		f, err := safetensors.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		x, err := f.Tensor("image_features")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x.ToF32()
+	}
+	fromFrame := features("--frame", frame)
+	inProcess := features("--image", td("images", "square_336.png"), "--aspect", "pad")
+	for i := range fromFrame {
+		if fromFrame[i] != inProcess[i] {
+			t.Fatalf("image_features[%d]: %v from the frame, %v in process", i, fromFrame[i], inProcess[i])
+		}
+	}
+	if status, _, stderr := avq(t, "run", "--model", td("tiny-llava"), "--vq", module, "--frame", frame,
+		"--prompt", "What is in the image?", "--max-tokens", "4"); status != 0 {
+		t.Fatal(stderr)
+	}
+}
+
+// TestTrainBadInputs: each bad input is one error line naming it.
+func TestTrainBadInputs(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	narrow := filepath.Join(dir, "narrow.safetensors")
+	if err := vq.WriteModule(narrow, &vq.ModuleData{Block: 0, Site: "attn", Codebook: make([]float32, 4*32), K: 4, D: 32}); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.safetensors")
+	writeFile(t, garbage, []byte("not a safetensors file"))
+	base := []string{"train", "--model", td("tiny-llava"), "--out", filepath.Join(dir, "out.safetensors")}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--images", empty}, "no images"},
+		{[]string{"--images", td("images"), "--init", narrow}, "narrow.safetensors"},
+		{[]string{"--images", td("images"), "--init", garbage}, "garbage.safetensors"},
+		{[]string{"--images", td("images"), "--objective", "task"}, "--objective"},
+		{[]string{"--images", td("images"), "--steps", "3", "--epochs", "1"}, "--epochs"},
+		{[]string{"--images", td("images"), "--init", narrow, "--block", "1"}, "--block"},
+		{[]string{"--images", td("images"), "--codebook-update", "adam"}, "--codebook-update"},
+		{[]string{"--images", td("images"), "--init", td("vq", "block0_ln1", "alignedvq.safetensors"), "--steps", "1",
+			"--resume", td("vq", "block0_ln1", "alignedvq.safetensors")}, "--resume"},
+	} {
+		status, _, stderr := avq(t, append(base, c.args...)...)
+		if status != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: status %d, stderr %q (want one line naming %s)", c.args, status, stderr, c.want)
+		}
+	}
+}
