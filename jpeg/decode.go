@@ -113,7 +113,7 @@ type decoder struct {
 	comps               []component
 	hmax, vmax          int
 	mcusX, mcusY        int
-	colorSpace, jpegCS  ColorSpace
+	colorSpace          ColorSpace
 	ycck                bool
 	rgbStored           bool
 	scanCount           int

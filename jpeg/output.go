@@ -51,7 +51,6 @@ type upsampler struct {
 	hf, vf int
 	wide   []uint8 // hf*cw samples
 	sums   []int32 // h2v2: column sums
-	out    []uint8
 }
 
 // methodFor is jinit_upsampler's choice: fancy filters for the 2:1 cases
