@@ -379,31 +379,33 @@ func (t *Trainer) HeldOut() int { return len(t.held) }
 
 // Module returns the trained module, its residual map (ln sites) refitted
 // by least squares on the training images with the trained codes and
-// DLP_out, as calibration fits it; images are the training images' pixel
-// values again (the residual stream at the split is recomputed, not kept).
+// DLP_out, as calibration fits it, and puts the refitted map in place, so
+// that Evaluate measures the module as written; images are the training
+// images' pixel values again (the residual stream at the split is
+// recomputed, not kept).
 func (t *Trainer) Module(images [][]float32) (*vq.ModuleData, error) {
-	md := cloneModule(t.md)
-	if !t.split.Site.IsNorm() {
-		return md, nil
-	}
-	d := md.D
-	var xs, zs []float32
-	for _, px := range images {
-		z, x := t.model.SiteFeatures(px, t.split)
-		zt := t.b.New(len(z)/d, d)
-		t.b.Write(zt, z)
-		q, err := t.mod.Quantize(t.b, zt)
-		if err != nil {
-			return nil, err
+	if t.split.Site.IsNorm() {
+		d := t.md.D
+		var xs, zs []float32
+		for _, px := range images {
+			z, x := t.model.SiteFeatures(px, t.split)
+			zt := t.b.New(len(z)/d, d)
+			t.b.Write(zt, z)
+			q, err := t.mod.Quantize(t.b, zt)
+			if err != nil {
+				return nil, err
+			}
+			zout, err := t.mod.Dequantize(t.b, q.Indices)
+			if err != nil {
+				return nil, err
+			}
+			h := make([]float32, len(z))
+			t.b.Read(h, zout)
+			xs, zs = append(xs, x...), append(zs, h...)
 		}
-		zout, err := t.mod.Dequantize(t.b, q.Indices)
-		if err != nil {
-			return nil, err
-		}
-		h := make([]float32, len(z))
-		t.b.Read(h, zout)
-		xs, zs = append(xs, x...), append(zs, h...)
+		t.md.Scale, t.md.Shift, _ = vq.FitResidual(xs, zs, len(zs)/d, d)
+		t.b.Write(t.mod.Scale, t.md.Scale)
+		t.b.Write(t.mod.Shift, t.md.Shift)
 	}
-	md.Scale, md.Shift, _ = vq.FitResidual(xs, zs, len(zs)/d, d)
-	return md, nil
+	return cloneModule(t.md), nil
 }

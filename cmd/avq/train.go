@@ -197,12 +197,19 @@ func cmdTrain(c *cli, args []string) error {
 		}
 	}
 	bar.finish()
-	last, err := evaluate("at the end")
-	if err != nil {
+	if _, err := evaluate("at the end"); err != nil {
 		return err
 	}
 	md, err := tr.Module(fitPx)
 	if err != nil {
+		return err
+	}
+	last := first
+	if vq.SiteIsNorm(md.Site) {
+		if last, err = evaluate("with the residual map refitted"); err != nil {
+			return err
+		}
+	} else if last, err = tr.Evaluate(); err != nil {
 		return err
 	}
 	if err := vq.WriteModule(*out, md); err != nil {
