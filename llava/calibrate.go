@@ -11,8 +11,8 @@ import (
 // Calibration, the first stage of AlignedVQ's training (spec "Calibration"):
 // the split site's features are collected from calibration images, the
 // codebook is fitted by k-means on them (DLP identity), and the residual map
-// is fitted on the same tokens. The paper's fine-tuning of codebook, DLP and
-// LoRA produces the same file format and is done elsewhere.
+// is fitted on the same tokens. The paper's fine-tuning of codebook and DLP
+// is package train's (by distillation), in the same file format.
 
 // SiteFeatures runs the tower from the pixels to sp and returns the site
 // features z [T, D] (what the edge quantizes) and the residual stream x
