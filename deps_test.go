@@ -17,7 +17,7 @@ const module = "github.com/avq/avq"
 // siblings nor anything below. internal/testutil is for tests only.
 var layers = [][]string{
 	{"tensor", "safetensors", "ptfile", "tokenizer", "jpeg", "asm", "internal/mmap"},
-	{"backend", "backend/cpu"},
+	{"backend", "backend/cpu", "backend/backendtest"},
 	{"nn"},
 	{"vit", "llama", "vq"},
 	{"llava", "llava/preprocess"},
@@ -29,10 +29,11 @@ var layers = [][]string{
 // within lists the imports allowed inside one layer, which the layer rule
 // alone would refuse.
 var within = map[string][]string{
-	"safetensors": {"internal/mmap", "tensor"},
-	"ptfile":      {"internal/mmap", "tensor"},
-	"backend/cpu": {"backend"},
-	"llava":       {"llava/preprocess"},
+	"safetensors":         {"internal/mmap", "tensor"},
+	"ptfile":              {"internal/mmap", "tensor"},
+	"backend/cpu":         {"backend"},
+	"backend/backendtest": {"backend"},
+	"llava":               {"llava/preprocess"},
 }
 
 // external lists the third-party modules each package may use.

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"sync"
 
@@ -33,16 +34,16 @@ func (c *CPU) Attention(dst, q, k, v backend.Tensor, heads, kvHeads int, causal 
 	ds, qs, ks, vs := f32(dst), f32(q), f32(k), f32(v)
 	qd := lastDim(q)
 	if heads <= 0 || kvHeads <= 0 || heads%kvHeads != 0 || qd%heads != 0 {
-		panic("backend: Attention head counts disagree")
+		mismatch("Attention", fmt.Sprintf("%d heads, %d kv heads", heads, kvHeads), "q", q, "k", k)
 	}
 	d := qd / heads
 	kvd := kvHeads * d
 	if lastDim(k) != kvd || lastDim(v) != kvd || len(ks) != len(vs) || len(ds) != len(qs) {
-		panic("backend: Attention shapes disagree")
+		mismatch("Attention", fmt.Sprintf("shapes disagree for %d heads, %d kv heads", heads, kvHeads), "q", q, "k", k, "v", v, "dst", dst)
 	}
 	tq, tk := len(qs)/qd, len(ks)/kvd
 	if causal && pos0+tq > tk {
-		panic("backend: Attention queries reach past the keys")
+		mismatch("Attention", fmt.Sprintf("causal queries from position %d reach past the keys", pos0), "q", q, "k", k)
 	}
 	if tq == 0 {
 		return
@@ -173,15 +174,15 @@ func (c *CPU) RoPE(x, cos, sin backend.Tensor, heads, pos0 int) {
 	xs, cs, ss := f32(x), f32(cos), f32(sin)
 	w := lastDim(x)
 	if heads <= 0 || w%heads != 0 || (w/heads)%2 != 0 {
-		panic("backend: RoPE head size must be even")
+		mismatch("RoPE", fmt.Sprintf("the head size of %d heads must be even", heads), "x", x)
 	}
 	d := w / heads
 	if lastDim(cos) != d || lastDim(sin) != d || len(cs) != len(ss) {
-		panic("backend: RoPE tables disagree with the head size")
+		mismatch("RoPE", "the tables disagree with the head size", "x", x, "cos", cos, "sin", sin)
 	}
 	rows := len(xs) / w
 	if (pos0+rows)*d > len(cs) {
-		panic("backend: RoPE position past the table")
+		mismatch("RoPE", fmt.Sprintf("positions from %d run past the tables", pos0), "x", x, "cos", cos)
 	}
 	half := d / 2
 	for r := range rows {

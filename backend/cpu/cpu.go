@@ -2,7 +2,9 @@ package cpu
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
+	"strings"
 
 	"github.com/avq/avq/asm"
 	"github.com/avq/avq/backend"
@@ -73,7 +75,7 @@ func (c *CPU) Reshape(t backend.Tensor, shape ...int) backend.Tensor {
 func (c *CPU) Write(dst backend.Tensor, src []float32) {
 	d := f32(dst)
 	if len(d) != len(src) {
-		panic("backend: Write length mismatch")
+		mismatch("Write", fmt.Sprintf("%d host values", len(src)), "dst", dst)
 	}
 	copy(d, src)
 }
@@ -81,7 +83,7 @@ func (c *CPU) Write(dst backend.Tensor, src []float32) {
 func (c *CPU) Read(dst []float32, src backend.Tensor) {
 	s := host(src)
 	if s.Numel() != len(dst) {
-		panic("backend: Read length mismatch")
+		mismatch("Read", fmt.Sprintf("%d host values", len(dst)), "src", src)
 	}
 	widen(dst, s)
 }
@@ -91,9 +93,31 @@ func (c *CPU) Copy(dst backend.Tensor, row0 int, src backend.Tensor) {
 	row := lastDimRow(dst)
 	off := row0 * row
 	if row0 < 0 || s.Numel()%max(row, 1) != 0 || off+s.Numel() > len(d) {
-		panic("backend: Copy does not fit its destination")
+		mismatch("Copy", fmt.Sprintf("src does not fit dst from row %d", row0), "dst", dst, "src", src)
 	}
 	widen(d[off:off+s.Numel()], s)
+}
+
+// mismatch panics for an op called with shapes that disagree, naming the
+// op, each operand's shape and the reason: "backend: MatMul x [577 1024],
+// w [4096 1000], dst [577 4096]: inner dimensions disagree". named
+// alternates operand names and tensors; a nil tensor is shown as nil.
+func mismatch(op, why string, named ...any) {
+	var b strings.Builder
+	b.WriteString("backend: " + op)
+	for i := 0; i+1 < len(named); i += 2 {
+		sep := ", "
+		if i == 0 {
+			sep = " "
+		}
+		t, _ := named[i+1].(backend.Tensor)
+		if t == nil || reflect.ValueOf(t).IsNil() {
+			fmt.Fprintf(&b, "%s%v nil", sep, named[i])
+			continue
+		}
+		fmt.Fprintf(&b, "%s%v %v%v", sep, named[i], t.DType(), []int(t.Shape()))
+	}
+	panic(b.String() + ": " + why)
 }
 
 // lastDimRow is the element count of one row of t's leading dimension.
@@ -138,7 +162,7 @@ func rowOf(t *tensor.Tensor, r, cols int, buf []float32) []float32 {
 func (c *CPU) Embed(dst, table backend.Tensor, ids []int32) {
 	d, tb := f32(dst), host(table)
 	if len(tb.Shape()) != 2 || host(dst).Numel() != len(ids)*tb.Dim(1) {
-		panic("backend: Embed shape mismatch")
+		mismatch("Embed", fmt.Sprintf("%d ids", len(ids)), "dst", dst, "table", table)
 	}
 	cols := tb.Dim(1)
 	for i, id := range ids {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/avq/avq/asm"
 	"github.com/avq/avq/backend"
+	"github.com/avq/avq/backend/backendtest"
 	"github.com/avq/avq/tensor"
 )
 
@@ -28,31 +29,10 @@ func forEachKernelSet(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-func randn(r *rand.Rand, n int) []float32 {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32(r.NormFloat64())
-	}
-	return v
-}
+func randn(r *rand.Rand, n int) []float32 { return backendtest.Randn(r, n) }
 
-// weight returns v stored as dt, and v rounded through dt (the values the
-// kernel must use).
 func weight(v []float32, dt tensor.DType, shape ...int) (*tensor.Tensor, []float32) {
-	t := tensor.New(dt, shape...)
-	switch dt {
-	case tensor.F32:
-		copy(t.F32(), v)
-	case tensor.F16:
-		for i, x := range v {
-			t.U16()[i] = tensor.F32ToF16(x)
-		}
-	case tensor.BF16:
-		for i, x := range v {
-			t.U16()[i] = tensor.F32ToBF16(x)
-		}
-	}
-	return t, t.ToF32()
+	return backendtest.Weight(v, dt, shape...)
 }
 
 // near checks |got − want| ≤ tol·(mag + 1e-6) elementwise, where mag is the

@@ -58,20 +58,20 @@ func (c *CPU) matmul(dst, x, w, bias backend.Tensor, acc bool, scale float32) {
 	xs := f32(x)
 	ds := f32(dst)
 	if len(wt.Shape()) != 2 {
-		panic("backend: MatMul weight must be 2-D")
+		mismatch("MatMul", "the weight must be 2-D", "x", x, "w", w)
 	}
 	switch wt.DType() {
 	case tensor.F32, tensor.F16, tensor.BF16:
 	default:
-		panic("backend: MatMul weight must be F32, F16 or BF16")
+		mismatch("MatMul", "the weight must be F32, F16 or BF16", "w", w)
 	}
 	n, k := wt.Dim(0), wt.Dim(1)
 	if k == 0 || len(xs)%k != 0 {
-		panic("backend: MatMul inner dimensions disagree")
+		mismatch("MatMul", "inner dimensions disagree", "x", x, "w", w, "dst", dst)
 	}
 	m := len(xs) / k
 	if len(ds) != m*n {
-		panic("backend: MatMul output has the wrong size")
+		mismatch("MatMul", "the output has the wrong size", "x", x, "w", w, "dst", dst)
 	}
 	t := matmulTasks.Get().(*matmulTask)
 	*t = matmulTask{g: asm.GemmKernel(), dst: ds, x: xs, w: wt, m: m, n: n, k: k, acc: acc, scale: 1}
@@ -81,7 +81,7 @@ func (c *CPU) matmul(dst, x, w, bias backend.Tensor, acc bool, scale float32) {
 	if bias != nil {
 		t.bias = f32(bias)
 		if len(t.bias) != n {
-			panic("backend: MatMul bias has the wrong size")
+			mismatch("MatMul", "the bias has the wrong size", "w", w, "bias", bias)
 		}
 	}
 	switch {

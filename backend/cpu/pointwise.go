@@ -55,7 +55,7 @@ func (c *CPU) AddScaled(dst, x backend.Tensor, s float32) {
 	p := pointwise{op: opAddScaled, dst: d, b: xs, cols: lastDim(dst), scale: s}
 	p.rowBcast = len(xs) != len(d)
 	if p.rowBcast && len(xs) != p.cols {
-		panic("backend: AddScaled operand has the wrong size")
+		mismatch("AddScaled", "the operand has the wrong size", "dst", dst, "x", x)
 	}
 	if len(d) == 0 {
 		return
@@ -66,12 +66,12 @@ func (c *CPU) AddScaled(dst, x backend.Tensor, s float32) {
 func (c *CPU) Mul(dst, a, b backend.Tensor) {
 	d, as, bs := f32(dst), f32(a), f32(b)
 	if len(as) != len(d) {
-		panic("backend: Mul operand has the wrong size")
+		mismatch("Mul", "an operand has the wrong size", "dst", dst, "a", a, "b", b)
 	}
 	p := pointwise{op: opMul, dst: d, a: as, b: bs, cols: lastDim(dst)}
 	p.rowBcast = len(bs) != len(d)
 	if p.rowBcast && len(bs) != p.cols {
-		panic("backend: Mul operand has the wrong size")
+		mismatch("Mul", "an operand has the wrong size", "dst", dst, "a", a, "b", b)
 	}
 	if len(d) == 0 {
 		return
@@ -82,7 +82,7 @@ func (c *CPU) Mul(dst, a, b backend.Tensor) {
 func (c *CPU) Activate(dst, x backend.Tensor, f backend.Activation) {
 	d, xs := f32(dst), f32(x)
 	if len(xs) != len(d) {
-		panic("backend: Activate operand has the wrong size")
+		mismatch("Activate", "the operand has the wrong size", "dst", dst, "x", x)
 	}
 	if f != backend.GELU && f != backend.QuickGELU && f != backend.SiLU {
 		panic("backend: unknown activation")
@@ -100,7 +100,7 @@ func (c *CPU) LayerNorm(dst, x, w, b backend.Tensor, eps float32) {
 		p.c = f32(b)
 	}
 	if len(xs) != len(d) || len(ws) != p.cols || (p.c != nil && len(p.c) != p.cols) {
-		panic("backend: LayerNorm shapes disagree")
+		mismatch("LayerNorm", "shapes disagree", "dst", dst, "x", x, "w", w, "b", b)
 	}
 	if len(d) == 0 {
 		return
@@ -112,7 +112,7 @@ func (c *CPU) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	d, xs, ws := f32(dst), f32(x), f32(w)
 	p := pointwise{op: opRMSNorm, dst: d, a: xs, b: ws, cols: lastDim(dst), scale: eps, rowBcast: true}
 	if len(xs) != len(d) || len(ws) != p.cols {
-		panic("backend: RMSNorm shapes disagree")
+		mismatch("RMSNorm", "shapes disagree", "dst", dst, "x", x, "w", w)
 	}
 	if len(d) == 0 {
 		return
