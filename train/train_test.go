@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -150,6 +151,48 @@ func TestResumeAndThreadsGiveTheSameBytes(t *testing.T) {
 		bb, _ := os.ReadFile(b)
 		if len(ba) == 0 || !bytes.Equal(ba, bb) {
 			t.Errorf("codebook by gradient %v: the resumed 3-thread run wrote other bytes than the 1-thread run", grad)
+		}
+	}
+}
+
+// TestF16Checkpoint: the student's backward reads F16 weights as the
+// forward does (widened while packing); a step on the F16 fixture gives
+// gradients close to the F32 fixture's, whose weights it rounds.
+func TestF16Checkpoint(t *testing.T) {
+	b := cpu.New(0)
+	defer b.Close()
+	init := moduleData(t, b, testutil.Testdata("train", "state.safetensors"))
+	var gs [][][]float64
+	for _, model := range []string{"tiny-llava", "tiny-llava-f16"} {
+		ck, err := llava.Open(testutil.Testdata(model), llava.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ck.Close()
+		m, err := llava.Load(ck, b, llava.LoadOptions{Parts: ck.VisionParts()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		px := testutil.F32(t, testutil.Ref(t, "ref", "images.safetensors"), "square_336.pixel_values.pad")
+		tr, err := New(m, init, [][]float32{px}, nil, Options{Steps: 1, Batch: 1, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, _, err := tr.lossAndGrads(tr.train)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, tr.flatGrads(g))
+	}
+	for i := range gs[0] {
+		var dot, n0, n1 float64
+		for j := range gs[0][i] {
+			dot += gs[0][i][j] * gs[1][i][j]
+			n0 += gs[0][i][j] * gs[0][i][j]
+			n1 += gs[1][i][j] * gs[1][i][j]
+		}
+		if cos := dot / math.Sqrt(n0*n1); !(cos > 0.99) {
+			t.Errorf("parameter %d: F16 and F32 gradients have cosine %.5f", i, cos)
 		}
 	}
 }

@@ -235,34 +235,44 @@ func (t *Trainer) batch(s int) []int {
 // lossAndGrads runs the forward and backward passes over samples and
 // returns the summed gradients and the quantizer passes.
 func (t *Trainer) lossAndGrads(samples []sample) (*grads, []*qtape, error) {
-	b, md := t.b, t.md
-	g := newGrads(b, md.K, md.D, t.opt.CodebookGrad)
-	nb := float64(len(samples))
-	scale := 1 / (nb * float64(t.st.t))
+	g := newGrads(t.b, t.md.K, t.md.D, t.opt.CodebookGrad)
 	var qs []*qtape
 	for _, s := range samples {
-		q, err := quantize(b, t.mod, s.zin)
+		q, err := t.st.accumulate(t.mod, s, g, t.opt.Beta, len(samples))
 		if err != nil {
 			return nil, nil, err
 		}
-		tp := t.st.forward(q.zout)
-		y := make([]float32, len(s.target))
-		b.Read(y, tp.out)
-		// L_obj = mean over images of mean((y − target)²): dy = 2(y − target)/(numel·B)
-		var se float64
-		for i, v := range y {
-			e := float64(v) - float64(s.target[i])
-			se += e * e
-			y[i] = float32(2 * e / (float64(len(y)) * nb))
-		}
-		g.distill += se / float64(len(y)) / nb
-		g.comm += q.commit * scale
-		dy := b.New(tp.out.Shape()...)
-		b.Write(dy, y)
-		q.backward(b, t.mod, g, t.st.backward(tp, dy), t.opt.Beta, scale)
 		qs = append(qs, q)
 	}
 	return g, qs, nil
+}
+
+// accumulate runs one image of a batch of n through the quantizer and the
+// student, forward and backward, and adds its loss terms and gradients to g.
+func (st *student) accumulate(mod *vq.Module, s sample, g *grads, beta float64, n int) (*qtape, error) {
+	b := st.b
+	nb := float64(n)
+	scale := 1 / (nb * float64(st.t))
+	q, err := quantize(b, mod, s.zin)
+	if err != nil {
+		return nil, err
+	}
+	tp := st.forward(q.zout)
+	y := make([]float32, len(s.target))
+	b.Read(y, tp.out)
+	// L_obj = mean over images of mean((y − target)²): dy = 2(y − target)/(numel·B)
+	var se float64
+	for i, v := range y {
+		e := float64(v) - float64(s.target[i])
+		se += e * e
+		y[i] = float32(2 * e / (float64(len(y)) * nb))
+	}
+	g.distill += se / float64(len(y)) / nb
+	g.comm += q.commit * scale
+	dy := b.New(tp.out.Shape()...)
+	b.Write(dy, y)
+	q.backward(b, mod, g, st.backward(tp, dy), beta, scale)
+	return q, nil
 }
 
 // loss is the objective with these loss terms.

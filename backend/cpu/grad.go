@@ -6,6 +6,7 @@ import (
 
 	"github.com/avq/avq/asm"
 	"github.com/avq/avq/backend"
+	"github.com/avq/avq/tensor"
 )
 
 var _ backend.Grad = (*CPU)(nil)
@@ -23,6 +24,8 @@ var _ backend.Grad = (*CPU)(nil)
 type gemm struct {
 	g                asm.Gemm
 	a, b, c          []float32
+	b16              []uint16 // B as binary16 (or bfloat16 with bf16) instead of b
+	bf16             bool
 	lda, ldb, ldc    int
 	transA, transB   bool
 	acc              bool
@@ -44,7 +47,16 @@ func (c *CPU) MatMulNN(dst, x, w backend.Tensor, acc bool) {
 	if k == 0 || len(xs)%k != 0 || len(ds) != len(xs)/k*n {
 		panic("backend: MatMulNN shapes disagree")
 	}
-	c.parallelGemm(gemm{a: xs, lda: k, b: f32(w), ldb: n, c: ds, ldc: n, m: len(xs) / k, n: n, k: k, acc: acc, alpha: 1})
+	p := gemm{a: xs, lda: k, ldb: n, c: ds, ldc: n, m: len(xs) / k, n: n, k: k, acc: acc, alpha: 1}
+	switch wt := host(w); wt.DType() {
+	case tensor.F32:
+		p.b = wt.F32()
+	case tensor.F16, tensor.BF16: // widened while packing, as the forward packs them
+		p.b16, p.bf16 = wt.U16(), wt.DType() == tensor.BF16
+	default:
+		panic("backend: MatMulNN weight must be F32, F16 or BF16")
+	}
+	c.parallelGemm(p)
 }
 
 func (c *CPU) MatMulTN(dst, a, x backend.Tensor, acc bool) {
@@ -105,9 +117,12 @@ func (t *gemm) block(m0, m1, n0, n1 int, s *scratch) {
 		for p := range panels {
 			j0 := n0 + p*nr
 			panel, cols := packed[p*nr*kc:(p+1)*nr*kc], min(nr, n1-j0)
-			if t.transB {
+			switch {
+			case t.transB:
 				g.PackT(panel, t.b[j0*t.ldb+k0:], t.ldb, cols, kc)
-			} else {
+			case t.b16 != nil:
+				t.packN16(panel, j0, cols, k0, kc)
+			default:
 				g.PackN(panel, t.b[k0*t.ldb+j0:], t.ldb, cols, kc)
 			}
 		}
@@ -134,6 +149,20 @@ func (t *gemm) block(m0, m1, n0, n1 int, s *scratch) {
 				}
 			}
 		}
+	}
+}
+
+// packN16 is PackN for a B of 16-bit floats, widened row by row.
+func (t *gemm) packN16(panel []float32, j0, cols, k0, kc int) {
+	nr := t.g.NR
+	for k := range kc {
+		dst, src := panel[k*nr:(k+1)*nr], t.b16[(k0+k)*t.ldb+j0:(k0+k)*t.ldb+j0+cols]
+		if t.bf16 {
+			asm.WidenBF16(dst[:cols], src)
+		} else {
+			asm.WidenF16(dst[:cols], src)
+		}
+		clear(dst[cols:])
 	}
 }
 

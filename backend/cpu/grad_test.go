@@ -56,6 +56,27 @@ func TestBackwardGEMMs(t *testing.T) {
 					}
 				}
 				checkGrad(t, "MatMulNN", dst.F32(), want, mag)
+				// the same with the weight stored as F16 and BF16 (the values it rounds to)
+				for _, dt := range []tensor.DType{tensor.F16, tensor.BF16} {
+					wt, wr := weight(w, dt, k, n)
+					dst := tensor.FromF32(slices.Clone(init), m, n)
+					c.MatMulNN(dst, tensor.FromF32(x, m, k), wt, acc)
+					want, mag := make([]float64, m*n), make([]float64, m*n)
+					for i := range m {
+						for j := range n {
+							for l := range k {
+								p := float64(x[i*k+l]) * float64(wr[l*n+j])
+								want[i*n+j] += p
+								mag[i*n+j] += math.Abs(p)
+							}
+							if acc {
+								want[i*n+j] += float64(init[i*n+j])
+								mag[i*n+j] += math.Abs(float64(init[i*n+j]))
+							}
+						}
+					}
+					checkGrad(t, "MatMulNN "+dt.String(), dst.F32(), want, mag)
+				}
 				// TN: dst[k,n] = x[m,k]ᵀ·y[m,n]
 				y := randn(r, m*n)
 				init = randn(r, k*n)

@@ -27,6 +27,7 @@ var benchCommands = map[string]struct {
 	"edge":        {"the edge head on one thread, against its arithmetic bound", benchEdge},
 	"compression": {"bytes on the wire per image: the paper's Table 3", benchCompression},
 	"split":       {"edge-cloud latency over emulated links: the paper's Figure 6", benchSplit},
+	"train":       {"one image of an avq train step against the forward of the same blocks, and peak memory", benchTrain},
 }
 
 func cmdBench(c *cli, args []string) error {
