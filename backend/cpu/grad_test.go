@@ -28,6 +28,26 @@ func checkGrad(t *testing.T, name string, got []float32, want, mag []float64) {
 	}
 }
 
+// refProduct is init (when acc) + Σ_l A[i,l]·B[l,j] in float64 with the
+// magnitudes of its terms, A[i,l] = a(i, l), B[l,j] = bv(l, j).
+func refProduct(m, k, n int, a, bv func(i, j int) float32, init []float32, acc bool) (want, mag []float64) {
+	want, mag = make([]float64, m*n), make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			for l := range k {
+				p := float64(a(i, l)) * float64(bv(l, j))
+				want[i*n+j] += p
+				mag[i*n+j] += math.Abs(p)
+			}
+			if acc {
+				want[i*n+j] += float64(init[i*n+j])
+				mag[i*n+j] += math.Abs(float64(init[i*n+j]))
+			}
+		}
+	}
+	return want, mag
+}
+
 func TestBackwardGEMMs(t *testing.T) {
 	forEachKernelSet(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(1, 2))
@@ -35,67 +55,23 @@ func TestBackwardGEMMs(t *testing.T) {
 		defer c.Close()
 		for _, s := range [][3]int{{1, 1, 1}, {7, 5, 3}, {37, 130, 65}, {577, 64, 64}, {13, 600, 1030}} {
 			m, k, n := s[0], s[1], s[2]
-			x, w := randn(r, m*k), randn(r, k*n)
+			x, w, y := randn(r, m*k), randn(r, k*n), randn(r, m*n)
+			xs := func(i, l int) float32 { return x[i*k+l] }
 			for _, acc := range []bool{false, true} {
-				// NN: dst[m,n] = x[m,k]·w[k,n]
-				init := randn(r, m*n)
-				dst := tensor.FromF32(slices.Clone(init), m, n)
-				c.MatMulNN(dst, tensor.FromF32(x, m, k), tensor.FromF32(w, k, n), acc)
-				want, mag := make([]float64, m*n), make([]float64, m*n)
-				for i := range m {
-					for j := range n {
-						for l := range k {
-							p := float64(x[i*k+l]) * float64(w[l*n+j])
-							want[i*n+j] += p
-							mag[i*n+j] += math.Abs(p)
-						}
-						if acc {
-							want[i*n+j] += float64(init[i*n+j])
-							mag[i*n+j] += math.Abs(float64(init[i*n+j]))
-						}
-					}
-				}
-				checkGrad(t, "MatMulNN", dst.F32(), want, mag)
-				// the same with the weight stored as F16 and BF16 (the values it rounds to)
-				for _, dt := range []tensor.DType{tensor.F16, tensor.BF16} {
+				// NN: dst[m,n] = x[m,k]·w[k,n], w stored as F32, F16 and BF16 (the values it rounds to)
+				for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
 					wt, wr := weight(w, dt, k, n)
+					init := randn(r, m*n)
 					dst := tensor.FromF32(slices.Clone(init), m, n)
 					c.MatMulNN(dst, tensor.FromF32(x, m, k), wt, acc)
-					want, mag := make([]float64, m*n), make([]float64, m*n)
-					for i := range m {
-						for j := range n {
-							for l := range k {
-								p := float64(x[i*k+l]) * float64(wr[l*n+j])
-								want[i*n+j] += p
-								mag[i*n+j] += math.Abs(p)
-							}
-							if acc {
-								want[i*n+j] += float64(init[i*n+j])
-								mag[i*n+j] += math.Abs(float64(init[i*n+j]))
-							}
-						}
-					}
+					want, mag := refProduct(m, k, n, xs, func(l, j int) float32 { return wr[l*n+j] }, init, acc)
 					checkGrad(t, "MatMulNN "+dt.String(), dst.F32(), want, mag)
 				}
 				// TN: dst[k,n] = x[m,k]ᵀ·y[m,n]
-				y := randn(r, m*n)
-				init = randn(r, k*n)
-				dst = tensor.FromF32(slices.Clone(init), k, n)
+				init := randn(r, k*n)
+				dst := tensor.FromF32(slices.Clone(init), k, n)
 				c.MatMulTN(dst, tensor.FromF32(x, m, k), tensor.FromF32(y, m, n), acc)
-				want, mag = make([]float64, k*n), make([]float64, k*n)
-				for a := range k {
-					for j := range n {
-						for i := range m {
-							p := float64(x[i*k+a]) * float64(y[i*n+j])
-							want[a*n+j] += p
-							mag[a*n+j] += math.Abs(p)
-						}
-						if acc {
-							want[a*n+j] += float64(init[a*n+j])
-							mag[a*n+j] += math.Abs(float64(init[a*n+j]))
-						}
-					}
-				}
+				want, mag := refProduct(k, m, n, func(a, i int) float32 { return x[i*k+a] }, func(i, j int) float32 { return y[i*n+j] }, init, acc)
 				checkGrad(t, "MatMulTN", dst.F32(), want, mag)
 			}
 		}
