@@ -1,12 +1,14 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/avq/avq/backend/cpu"
 	"github.com/avq/avq/internal/testutil"
+	"github.com/avq/avq/vq"
 )
 
 // relNorm is ‖got − want‖ and ‖want‖.
@@ -28,11 +30,15 @@ func f64s(v []float32) []float64 {
 }
 
 // fixedStep is one step's forward and backward from the fixed state of
-// testdata/train on the first n fixture images.
-func fixedStep(t *testing.T, b *cpu.CPU, n int, opt Options) (*Trainer, *grads, []*qtape) {
+// testdata/train on the first n fixture images; edit, when not nil, may
+// change the state first.
+func fixedStep(t *testing.T, b *cpu.CPU, n int, opt Options, edit func(*vq.ModuleData)) (*Trainer, *grads, []*qtape) {
 	t.Helper()
 	m, px := tiny(t, b)
 	state := moduleData(t, b, testutil.Testdata("train", "state.safetensors"))
+	if edit != nil {
+		edit(state)
+	}
 	tr, err := New(m, state, px[:n], nil, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +63,7 @@ func TestGradientsMatchAutograd(t *testing.T) {
 	for _, target := range []string{"features", "projector"} {
 		t.Run(target, func(t *testing.T) {
 			opt := Options{Projector: target == "projector", Steps: 1, Batch: 2, LR: 1e-3, Beta: 0.25, CodebookGrad: true}
-			tr, g, qs := fixedStep(t, b, 2, opt)
+			tr, g, qs := fixedStep(t, b, 2, opt, nil)
 			for i, q := range qs {
 				for tok, j := range q.idx {
 					if want := refIdx[i*len(q.idx)+tok]; j != want {
@@ -94,7 +100,7 @@ func TestStraightThroughAndEMA(t *testing.T) {
 	b := cpu.New(0)
 	defer b.Close()
 	ref := testutil.Ref(t, "train", "grads.safetensors")
-	tr, _, qs := fixedStep(t, b, 2, Options{Steps: 1, Batch: 2, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
+	tr, _, qs := fixedStep(t, b, 2, Options{Steps: 1, Batch: 2, LR: 1e-3, Beta: 0.25, EMADecay: 0.99}, nil)
 	state := tr.md
 	d := state.D
 	var us [][]float32
@@ -136,10 +142,29 @@ func TestStraightThroughAndEMA(t *testing.T) {
 // whole student, at the coordinates of largest gradient. The forward runs in
 // fp32: the loss carries a rounding noise of about 1e-7 of its value, so with
 // h = 1e-2 a difference is good to a few 1e-6; the bound is 1e-3·|g| + 1e-5.
+// It runs from every kind of split site (the fixed state moved there), so
+// each of the student's starts — the affine residual at ln1 and ln2, the
+// stream itself at attn and ffn — is checked.
 func TestFiniteDifferences(t *testing.T) {
 	b := cpu.New(0)
 	defer b.Close()
-	tr, g, _ := fixedStep(t, b, 1, Options{Steps: 1, Batch: 1, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
+	for _, sp := range []struct {
+		block int
+		site  string
+	}{{0, "ln1"}, {1, "attn"}, {1, "ln2"}, {0, "ffn"}} {
+		t.Run(fmt.Sprintf("block%d_%s", sp.block, sp.site), func(t *testing.T) {
+			checkFiniteDifferences(t, b, func(md *vq.ModuleData) {
+				md.Block, md.Site = sp.block, sp.site
+				if !vq.SiteIsNorm(sp.site) {
+					md.Scale, md.Shift = nil, nil
+				}
+			})
+		})
+	}
+}
+
+func checkFiniteDifferences(t *testing.T, b *cpu.CPU, edit func(*vq.ModuleData)) {
+	tr, g, _ := fixedStep(t, b, 1, Options{Steps: 1, Batch: 1, LR: 1e-3, Beta: 0.25, EMADecay: 0.99}, edit)
 	gs := tr.flatGrads(g)
 	argmax := func(v []float64) int {
 		best := 0
