@@ -46,8 +46,10 @@ func cmdEval(c *cli, args []string) error {
 	switch {
 	case *cloud != "" && *vqPath == "":
 		return fmt.Errorf("--cloud needs --vq: the edge head quantizes with the server's module")
-	case *cloud != "" && *lora != "":
-		return fmt.Errorf("--lora goes to the server (avq serve --lora), not to the edge")
+	case *cloud != "" && (*lora != "" || *merge):
+		return fmt.Errorf("--lora and --lora-merge go to the server (avq serve --lora), not to the edge")
+	case *merge && *lora == "":
+		return fmt.Errorf("--lora-merge needs --lora: there is no adapter to merge")
 	case *maxTokens <= 0:
 		return fmt.Errorf("--max-tokens must be positive")
 	case (*submission == "") != (*submissionQuestions == ""):

@@ -316,6 +316,9 @@ func TestIgnoredFlagsAreRefused(t *testing.T) {
 		{[]string{"features", "--model", model, "--image", img, "--token-stats", "--out", filepath.Join(t.TempDir(), "g.safetensors")}, "--token-stats"},
 		{[]string{"eval", "--task", "pope", "--questions", popeQuestions(t), "--images", td("images"), "--model", model,
 			"--out", filepath.Join(t.TempDir(), "p.jsonl"), "--token-stats"}, "--token-stats"},
+		{[]string{"run", "--model", model, "--prompt", "hi", "--lora-merge"}, "--lora-merge"},
+		{[]string{"eval", "--task", "pope", "--questions", popeQuestions(t), "--images", td("images"), "--model", model,
+			"--out", filepath.Join(t.TempDir(), "p.jsonl"), "--lora-merge"}, "--lora-merge"},
 	} {
 		status, _, stderr := avq(t, c.args...)
 		if status != 1 || !strings.Contains(stderr, c.flag+" ") ||

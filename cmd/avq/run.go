@@ -133,6 +133,9 @@ func cmdRun(c *cli, args []string) error {
 	if err := checkFrameFlags(fs, *vqPath, *framePath); err != nil {
 		return err
 	}
+	if *merge && *lora == "" {
+		return fmt.Errorf("--lora-merge needs --lora: there is no adapter to merge")
+	}
 	if *image == "" && *framePath == "" {
 		if err := refuseFlags(fs, "needs --image: a text-only chat has no image", "aspect", "exif"); err != nil {
 			return err
