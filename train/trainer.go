@@ -329,6 +329,9 @@ func (t *Trainer) sync() {
 	t.mod.SetCodebook(t.b, t.md.Codebook)
 }
 
+// Current is a copy of the module as it stands.
+func (t *Trainer) Current() *vq.ModuleData { return cloneModule(t.md) }
+
 // Reseeded is the number of EMA entries re-seeded so far.
 func (t *Trainer) Reseeded() int { return t.reseeded }
 

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 
+	"github.com/avq/avq/backend"
 	"github.com/avq/avq/llava"
 	"github.com/avq/avq/train"
 	"github.com/avq/avq/vit"
@@ -43,6 +46,9 @@ func cmdTrain(c *cli, args []string) error {
 	ckpt := fs.String("checkpoint", "", "checkpoint `file` written every --checkpoint-every steps and at the end")
 	ckptEvery := fs.Int("checkpoint-every", 100, "steps between checkpoints")
 	resume := fs.String("resume", "", "checkpoint `file` to continue a run from (same flags, module and images)")
+	answerTokens := fs.Int("answer-tokens", 0, "with N > 0, also count the held-out images whose greedy answer to --prompt (N tokens at most) is the unquantised model's; loads the language model")
+	prompt := fs.String("prompt", "Describe the image.", "question of the answer agreement")
+	template := fs.String("template", llava.DefaultTemplate, "prompt template of the answer agreement: vicuna_v1, llava_v1, hf or raw")
 	out := fs.String("out", "", "module `file` to write (alignedvq.safetensors)")
 	if err := c.parse(fs, args, 0); err != nil {
 		return err
@@ -65,6 +71,8 @@ func cmdTrain(c *cli, args []string) error {
 		return fmt.Errorf("--epochs %d: want at least 1", *epochs)
 	case *initPath != "" && (set["codebook"] || set["block"] || set["site"] || set["iters"] || set["sample"]):
 		return fmt.Errorf("--init %s gives the split and the codebook: --codebook, --block, --site, --iters and --sample apply only without it", *initPath)
+	case *answerTokens < 0:
+		return fmt.Errorf("--answer-tokens %d: want ≥ 0", *answerTokens)
 	case *evalEvery < 0 || *ckptEvery < 1:
 		return fmt.Errorf("--eval-every %d, --checkpoint-every %d: want ≥ 0 and ≥ 1", *evalEvery, *ckptEvery)
 	}
@@ -91,11 +99,21 @@ func cmdTrain(c *cli, args []string) error {
 	}
 	defer ck.Close()
 	parts := ck.VisionParts()
-	if *target == "projector" {
+	if *target == "projector" || *answerTokens > 0 {
 		if ck.Text == nil {
-			return fmt.Errorf("--target projector: %s has no projector", *model)
+			return fmt.Errorf("--target projector and --answer-tokens: %s has no projector and language model", *model)
 		}
 		parts.Projector = true
+	}
+	if *answerTokens > 0 {
+		if len(held) == 0 {
+			return fmt.Errorf("--answer-tokens needs held-out images (--held-out)")
+		}
+		parts = ck.AllParts()
+	}
+	tmpl, err := llava.LookupTemplate(*template)
+	if err != nil {
+		return err
 	}
 	b := c.backend()
 	m, err := llava.Load(ck, b, llava.LoadOptions{Parts: parts})
@@ -164,12 +182,28 @@ func cmdTrain(c *cli, args []string) error {
 	stdout := c.stdout
 	fmt.Fprintf(stdout, "training block %d %s, K %d, D %d on %d images (%d held out): distillation to the %s, %d steps of %d, codebook by %s\n",
 		init.Block, init.Site, init.K, init.D, len(fit), len(held), *target, n, *batch, *update)
+	var agree *agreement
+	if *answerTokens > 0 {
+		if agree, err = newAgreement(m, tmpl.Prompt(*prompt, true), *answerTokens, heldPx); err != nil {
+			return err
+		}
+	}
 	evaluate := func(what string) (train.Eval, error) {
 		e, err := tr.Evaluate()
-		if err == nil && tr.HeldOut() > 0 {
-			fmt.Fprintf(stdout, "held-out distillation %s (step %d): MSE %.6g, cosine %.5f\n", what, e.Step, e.MSE, e.Cosine)
+		if err != nil || tr.HeldOut() == 0 {
+			return e, err
 		}
-		return e, err
+		fmt.Fprintf(stdout, "held-out distillation %s (step %d): MSE %.6g, cosine %.5f", what, e.Step, e.MSE, e.Cosine)
+		if agree != nil {
+			same, prefix, err := agree.count(b, tr.Current())
+			if err != nil {
+				return e, err
+			}
+			fmt.Fprintf(stdout, "; greedy answers identical to the unquantised model's: %d of %d (the first %.2f tokens on average)",
+				same, len(heldPx), prefix)
+		}
+		fmt.Fprintln(stdout)
+		return e, nil
 	}
 	first, err := evaluate("at the start")
 	if err != nil {
@@ -222,6 +256,75 @@ func cmdTrain(c *cli, args []string) error {
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// agreement compares the greedy answers of the model with a module in place
+// (through real frames, as deployed) with the unquantised model's.
+type agreement struct {
+	m         *llava.Model
+	prompt    llava.Prompt
+	maxTokens int
+	pixels    [][]float32
+	want      [][]int32 // the unquantised model's answer ids per image
+}
+
+func newAgreement(m *llava.Model, prompt llava.Prompt, maxTokens int, pixels [][]float32) (*agreement, error) {
+	a := &agreement{m: m, prompt: prompt, maxTokens: maxTokens, pixels: pixels}
+	for _, px := range pixels {
+		f, err := m.SelectFeatures(px)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := a.answer(m.Project(f))
+		if err != nil {
+			return nil, err
+		}
+		a.want = append(a.want, ids)
+	}
+	return a, nil
+}
+
+func (a *agreement) answer(image backend.Tensor) ([]int32, error) {
+	res, err := a.m.Generate(context.Background(), llava.Request{Prompt: a.prompt, Image: image, MaxTokens: a.maxTokens})
+	if err != nil {
+		return nil, err
+	}
+	return res.IDs, nil
+}
+
+// count is how many images get the unquantised model's answer with md, and
+// the mean length of the prefix the two answers share.
+func (a *agreement) count(b backend.Backend, md *vq.ModuleData) (same int, prefix float64, err error) {
+	mod, err := vq.NewModule(md, b)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := a.m.AttachVQ(mod); err != nil {
+		return 0, 0, err
+	}
+	for i, px := range a.pixels {
+		e, err := a.m.EncodeFrame(px, false)
+		if err != nil {
+			return 0, 0, err
+		}
+		r, err := a.m.DecodeFrame(e.Frame)
+		if err != nil {
+			return 0, 0, err
+		}
+		ids, err := a.answer(r.Projected)
+		if err != nil {
+			return 0, 0, err
+		}
+		if slices.Equal(ids, a.want[i]) {
+			same++
+		}
+		n := 0
+		for n < min(len(ids), len(a.want[i])) && ids[n] == a.want[i][n] {
+			n++
+		}
+		prefix += float64(n)
+	}
+	return same, prefix / float64(len(a.pixels)), nil
 }
 
 // heldOut splits sorted image files into those to fit on and the last

@@ -14,13 +14,13 @@ import (
 )
 
 // TestTrainWritesADeployableModule: `avq train` lowers the held-out
-// distillation error, writes the same bytes on 1 and 2 threads, and its
+// distillation error, reports the greedy-answer agreement, writes the same bytes on 1 and 2 threads, and its
 // module runs through the split: the edge's frame, the cloud tail's
 // features from that frame equal to the in-process split's, an answer.
 func TestTrainWritesADeployableModule(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"train", "--model", td("tiny-llava"), "--images", td("images"), "--init", td("vq", "block0_ln1", "alignedvq.safetensors"),
-		"--steps", "6", "--batch", "2", "--lr", "3e-3", "--seed", "3", "--eval-every", "3"}
+		"--steps", "6", "--batch", "2", "--lr", "3e-3", "--seed", "3", "--eval-every", "3", "--answer-tokens", "4"}
 	var outs [][]byte
 	for _, threads := range []string{"1", "2"} {
 		out := filepath.Join(dir, "m"+threads+".safetensors")
@@ -36,6 +36,9 @@ func TestTrainWritesADeployableModule(t *testing.T) {
 		after, _ := strconv.ParseFloat(m[2], 64)
 		if !(after < before) {
 			t.Errorf("held-out distillation MSE %v → %v: not lowered", before, after)
+		}
+		if strings.Count(stdout, "greedy answers identical to the unquantised model's") != 4 {
+			t.Errorf("the answer agreement is not reported at the start, at step 3, at the end and after the refit: %q", stdout)
 		}
 		outs = append(outs, readFile(t, out))
 	}
@@ -103,6 +106,7 @@ func TestTrainBadInputs(t *testing.T) {
 		{[]string{"--images", td("images"), "--steps", "3", "--epochs", "1"}, "--epochs"},
 		{[]string{"--images", td("images"), "--init", narrow, "--block", "1"}, "--block"},
 		{[]string{"--images", td("images"), "--codebook-update", "adam"}, "--codebook-update"},
+		{[]string{"--images", td("images"), "--held-out", "0", "--answer-tokens", "4"}, "--answer-tokens"},
 		{[]string{"--images", td("images"), "--init", td("vq", "block0_ln1", "alignedvq.safetensors"), "--steps", "1",
 			"--resume", td("vq", "block0_ln1", "alignedvq.safetensors")}, "--resume"},
 	} {
