@@ -207,3 +207,39 @@ func checkFiniteDifferences(t *testing.T, b *cpu.CPU, edit func(*vq.ModuleData))
 		}
 	}
 }
+
+// TestDeadEntriesReseeded: an entry no token picks decays below 1% of the
+// mean count and is re-seeded from a token of the batch, its count set to
+// the mean; the others keep the EMA formula.
+func TestDeadEntriesReseeded(t *testing.T) {
+	const k, d = 3, 2
+	e := newEMA([]float32{0, 0, 10, 10, -10, -10}, k, d, 4, 0.5)
+	u := [][]float32{{1, 1, 2, 2, 9, 9, 11, 11}}
+	idx := [][]int32{{0, 0, 1, 1}} // entry 2 is never picked
+	cb := make([]float32, k*d)
+	rng := rand.New(rand.NewPCG(1, 2))
+	steps := 0
+	for e.dead == 0 {
+		e.update(u, idx, rng, cb)
+		if steps++; steps > 20 {
+			t.Fatal("entry 2 was never re-seeded")
+		}
+	}
+	// n_2 halves each step from 4/3 while the mean stays 4/3: below 1% after 7 steps.
+	if steps != 7 || e.dead != 1 {
+		t.Fatalf("re-seeded %d entries after %d steps, want 1 after 7", e.dead, steps)
+	}
+	// the mean before the re-seeding: (n_0 + n_1 + n_2,old)/3, n_2,old = (4/3)/2⁷
+	if want := (float64(e.n[0]) + float64(e.n[1]) + 4.0/3/128) / 3; math.Abs(float64(e.n[2])-want) > 1e-6 {
+		t.Errorf("re-seeded count %v, want the mean count %v", e.n[2], want)
+	}
+	found := false
+	for tok := range 4 {
+		if math.Abs(float64(cb[4]-u[0][tok*d])) < 1e-3 && math.Abs(float64(cb[5]-u[0][tok*d+1])) < 1e-3 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("re-seeded entry %v is none of the batch's tokens", cb[4:6])
+	}
+}
