@@ -22,7 +22,7 @@ var layers = [][]string{
 	{"vit", "llama", "vq"},
 	{"llava", "llava/preprocess"},
 	{"train"},
-	{"serve", "eval"},
+	{"serve", "eval", "synth"},
 	{"cmd/avq"},
 }
 
@@ -42,6 +42,7 @@ var external = map[string][]string{
 	"internal/mmap":    {"golang.org/x/sys/unix"},
 	"tokenizer":        {"google.golang.org/protobuf/encoding/protowire"},
 	"llava/preprocess": {"golang.org/x/image/"},
+	"synth":            {"golang.org/x/image/"},
 	"backend/cpu":      {"golang.org/x/sys/cpu", "github.com/klauspost/cpuid/v2"},
 }
 

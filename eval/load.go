@@ -140,7 +140,8 @@ func loadVQAv2(questionsPath, annotationsPath string) ([]Item, error) {
 // parseVQAQuestions reads an official VQA questions file:
 // {"data_subtype": "val2014", "questions": [{"question_id", "image_id",
 // "question"}]}. Image names follow COCO: COCO_<split>_<12-digit id>.jpg,
-// where test-dev2015 questions use test2015 images.
+// where test-dev2015 questions use test2015 images. A set whose images are
+// not JPEGs (avq synth's PNGs) says so with "image_format": "png".
 func parseVQAQuestions(r io.Reader, name string) ([]Item, error) {
 	type question struct {
 		QuestionID jsonID `json:"question_id"`
@@ -148,12 +149,21 @@ func parseVQAQuestions(r io.Reader, name string) ([]Item, error) {
 		Question   string `json:"question"`
 	}
 	var subtype string
+	format := "jpg"
 	var qs []question
 	err := decodeDocument(r, name, func(dec *json.Decoder) error {
 		return forEachKey(dec, func(key string) error {
 			switch key {
 			case "data_subtype":
 				return dec.Decode(&subtype)
+			case "image_format":
+				if err := dec.Decode(&format); err != nil {
+					return fmt.Errorf("image_format: %w", err)
+				}
+				if format != "jpg" && format != "png" {
+					return fmt.Errorf("image_format %q: jpg or png", format)
+				}
+				return nil
 			case "questions":
 				return forEachElem(dec, func(i int) error {
 					var q question
@@ -189,7 +199,7 @@ func parseVQAQuestions(r io.Reader, name string) ([]Item, error) {
 	for i, q := range qs {
 		items[i] = Item{
 			QuestionID: string(q.QuestionID),
-			Image:      fmt.Sprintf("COCO_%s_%012d.jpg", split, *q.ImageID),
+			Image:      fmt.Sprintf("COCO_%s_%012d.%s", split, *q.ImageID, format),
 			Question:   q.Question,
 		}
 	}

@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"inspect":   {"list a checkpoint's or file's tensors, metadata and model", cmdInspect},
 	"run":       {"answer a prompt about an image", cmdRun},
 	"serve":     {"serve the cloud role over HTTP: the split protocol and OpenAI chat completions", cmdServe},
+	"synth":     {"generate a synthetic visual-question set (VQAv2 and LLaVA formats) from a seed", cmdSynth},
 	"train":     {"fine-tune an AlignedVQ module (DLP and codebook) by distillation", cmdTrain},
 }
 
