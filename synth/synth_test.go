@@ -21,7 +21,7 @@ func TestSameSeedSameBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	files := []string{"questions.json", "annotations.json", "train.json"}
+	files := []string{"questions.json", "annotations.json", "train.json", "scenes.json"}
 	for i := range 6 {
 		files = append(files, filepath.Join("images", ImageName(i)))
 	}

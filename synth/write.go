@@ -34,8 +34,9 @@ const LLaVAPromptSuffix = "\nAnswer the question using a single word or phrase."
 
 // Write makes the set in dir: images/, questions.json and annotations.json in
 // the VQAv2 formats (question kind in question_type, ten equal annotator
-// answers), and train.json in LLaVA's conversation format. It refuses a dir
-// that already holds a set.
+// answers), train.json in LLaVA's conversation format, and scenes.json with
+// each scene's layout (objects, code, label box) for training recipes that
+// want more than the answers. It refuses a dir that already holds a set.
 func Write(dir string, opt Options) error {
 	if opt.Count <= 0 {
 		return fmt.Errorf("synth: count %d: at least one scene is needed", opt.Count)
@@ -58,6 +59,9 @@ func Write(dir string, opt Options) error {
 		qs = append(qs, s.Questions()...)
 	}
 	if err := writeVQA(dir, opt.Seed, qs); err != nil {
+		return err
+	}
+	if err := writeScenes(filepath.Join(dir, "scenes.json"), scenes); err != nil {
 		return err
 	}
 	return writeTrain(filepath.Join(dir, "train.json"), qs)
@@ -191,6 +195,33 @@ func writeTrain(path string, qs []Question) error {
 				{From: "human", Value: "<image>\n" + q.Text + LLaVAPromptSuffix},
 				{From: "gpt", Value: q.Answer},
 			},
+		}
+	}
+	return writeJSON(path, out)
+}
+
+func writeScenes(path string, scenes []*Scene) error {
+	type object struct {
+		Shape string  `json:"shape"`
+		Color string  `json:"color"`
+		Size  string  `json:"size"`
+		X     float64 `json:"x"`
+		Y     float64 `json:"y"`
+		R     float64 `json:"r"`
+	}
+	type scene struct {
+		ImageID int64    `json:"image_id"`
+		Image   string   `json:"image"`
+		Code    string   `json:"code"`
+		Label   [4]int   `json:"label"` // x0, y0, x1, y1
+		Objects []object `json:"objects"`
+	}
+	out := make([]scene, len(scenes))
+	for i, s := range scenes {
+		l := s.Label
+		out[i] = scene{ImageID: int64(s.ID + 1), Image: "images/" + ImageName(s.ID), Code: s.Code, Label: [4]int{l.Min.X, l.Min.Y, l.Max.X, l.Max.Y}}
+		for _, o := range s.Objects {
+			out[i].Objects = append(out[i].Objects, object{o.Shape, o.Color, o.Size, o.X, o.Y, o.R})
 		}
 	}
 	return writeJSON(path, out)
