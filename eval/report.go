@@ -24,6 +24,15 @@ type Report struct {
 	// Groups break the scores down by answer type and question type (VQAv2,
 	// GQA) or category (POPE), sorted by kind, then name.
 	Groups []Group `json:"groups,omitempty"`
+	// Transfer is what went to the model per image, when the caller says.
+	Transfer *Transfer `json:"transfer,omitempty"`
+}
+
+// Transfer says what a run sent for each image and how many bytes.
+type Transfer struct {
+	What          string  `json:"what"` // "image file", "jpeg q90", "AlignedVQ frame"
+	Images        int     `json:"images"`
+	BytesPerImage float64 `json:"bytes_per_image"`
 }
 
 // Metric is one named score, in percent. Value is NaN where the reference
@@ -226,6 +235,9 @@ func sortedKeys[V any](m map[string]V) []string {
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d questions, %d answered, %d scored\n", r.Task, r.Questions, r.Answered, r.Scored)
+	if t := r.Transfer; t != nil {
+		fmt.Fprintf(&b, "  sent: %s, %.1f bytes per image (%d images)\n", t.What, t.BytesPerImage, t.Images)
+	}
 	if r.Answered < r.Questions {
 		b.WriteString("  partial: the metrics cover only the answered questions\n")
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 
 	"github.com/avq/avq/backend"
 	"github.com/avq/avq/eval"
@@ -32,6 +33,7 @@ func cmdEval(c *cli, args []string) error {
 	template := fs.String("template", llava.DefaultTemplate, "prompt template: vicuna_v1, llava_v1, hf or raw")
 	maxTokens := fs.Int("max-tokens", llava.DefaultMaxTokens, "new tokens at most per answer")
 	aspect := fs.String("aspect", "", "pad or crop (default: the checkpoint's)")
+	jpegQuality := fs.Int("jpeg-quality", 0, "cloud-only JPEG baseline: send each image as the model image JPEG-encoded at this quality (1–100)")
 	stats := fs.Bool("token-stats", false, "with --vq, put token statistics in the frames")
 	out := fs.String("out", "", "predictions `file` (JSON lines); an existing one is resumed")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -52,6 +54,10 @@ func cmdEval(c *cli, args []string) error {
 		return fmt.Errorf("--lora-merge needs --lora: there is no adapter to merge")
 	case *maxTokens <= 0:
 		return fmt.Errorf("--max-tokens must be positive")
+	case *jpegQuality < 0 || *jpegQuality > 100:
+		return fmt.Errorf("--jpeg-quality %d: 1–100 (0: send the image file)", *jpegQuality)
+	case *jpegQuality != 0 && (*vqPath != "" || *cloud != ""):
+		return fmt.Errorf("--jpeg-quality is the cloud-only baseline; it does not combine with --vq or --cloud")
 	case (*submission == "") != (*submissionQuestions == ""):
 		return fmt.Errorf("--submission and --submission-questions go together: EvalAI wants every test2015 question listed")
 	}
@@ -73,6 +79,7 @@ func cmdEval(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	imgOpt.JPEGQuality = *jpegQuality
 	items, err := eval.LoadItems(task, *questions, *annotations)
 	if err != nil {
 		return err
@@ -85,7 +92,7 @@ func cmdEval(c *cli, args []string) error {
 		}
 	}
 
-	a := &evalAnswerer{images: *images, imgOpt: imgOpt, tmpl: tmpl, maxTokens: *maxTokens, stats: *stats}
+	a := &evalAnswerer{images: *images, imgOpt: imgOpt, tmpl: tmpl, maxTokens: *maxTokens, stats: *stats, sent: map[string]int{}}
 	switch {
 	case *cloud != "":
 		a.m, err = loadEdge(c, *model, *tower, *vqPath)
@@ -110,6 +117,9 @@ func cmdEval(c *cli, args []string) error {
 	report, err := eval.Run(ctx, task, items, a, *out, progress.Update)
 	progress.Finish()
 	if err != nil {
+		return err
+	}
+	if report.Transfer, err = a.transfer(items); err != nil {
 		return err
 	}
 	if *submission != "" {
@@ -198,13 +208,22 @@ type evalAnswerer struct {
 	tmpl      *llava.Template
 	maxTokens int
 	stats     bool
+
+	mu   sync.Mutex
+	sent map[string]int // bytes sent per image answered in this run
 }
 
 func (a *evalAnswerer) Answer(ctx context.Context, image, question string) (string, error) {
-	pixels, err := a.m.Checkpoint.Pixels(filepath.Join(a.images, image), a.imgOpt)
+	s, err := a.m.Checkpoint.Send(filepath.Join(a.images, image), a.imgOpt)
 	if err != nil {
 		return "", err
 	}
+	pixels := s.Pixels
+	defer func() {
+		a.mu.Lock()
+		a.sent[image] = s.Bytes
+		a.mu.Unlock()
+	}()
 	var features backend.Tensor
 	switch {
 	case a.client != nil:
@@ -212,6 +231,7 @@ func (a *evalAnswerer) Answer(ctx context.Context, image, question string) (stri
 		if err != nil {
 			return "", err
 		}
+		s.Bytes = len(e.Frame)
 		ans, err := a.client.Answer(ctx, serve.Request{Frame: e.Frame, Prompt: question, Template: a.tmpl.Name, MaxTokens: a.maxTokens}, nil)
 		if err != nil {
 			return "", err
@@ -222,6 +242,7 @@ func (a *evalAnswerer) Answer(ctx context.Context, image, question string) (stri
 		if err != nil {
 			return "", err
 		}
+		s.Bytes = len(e.Frame)
 		res, err := a.m.DecodeFrame(e.Frame)
 		if err != nil {
 			return "", err
@@ -239,4 +260,43 @@ func (a *evalAnswerer) Answer(ctx context.Context, image, question string) (stri
 		return "", err
 	}
 	return res.Text, nil
+}
+
+// transfer summarises what was sent per image. Images answered in an earlier
+// (resumed) run are measured again here, without asking the model.
+func (a *evalAnswerer) transfer(items []eval.Item) (*eval.Transfer, error) {
+	what := "image file"
+	switch {
+	case a.m.VQ != nil:
+		what = "AlignedVQ frame"
+	case a.imgOpt.JPEGQuality != 0:
+		what = fmt.Sprintf("jpeg q%d", a.imgOpt.JPEGQuality)
+	}
+	total, seen := 0, map[string]bool{}
+	for _, it := range items {
+		if seen[it.Image] {
+			continue
+		}
+		seen[it.Image] = true
+		n, ok := a.sent[it.Image]
+		if !ok {
+			s, err := a.m.Checkpoint.Send(filepath.Join(a.images, it.Image), a.imgOpt)
+			if err != nil {
+				return nil, err
+			}
+			n = s.Bytes
+			if a.m.VQ != nil {
+				e, err := a.m.EncodeFrame(s.Pixels, a.stats)
+				if err != nil {
+					return nil, err
+				}
+				n = len(e.Frame)
+			}
+		}
+		total += n
+	}
+	if len(seen) == 0 {
+		return nil, nil
+	}
+	return &eval.Transfer{What: what, Images: len(seen), BytesPerImage: float64(total) / float64(len(seen))}, nil
 }

@@ -18,11 +18,19 @@ package preprocess
 // It panics if img's Pix does not hold W*H*3 bytes or c is not a config
 // ParseConfig would accept: both are programming errors.
 func (c Config) PixelValues(img *Image, a Aspect) []float32 {
+	return c.normalize(c.ModelImage(img, a))
+}
+
+// ModelImage runs steps 1–3 of PixelValues: the CropSize × CropSize RGB
+// image the model sees, before normalisation. It is what a cloud-only
+// baseline's edge device would send, since PixelValues of it (resize and
+// crop are then the identity) equals PixelValues of img.
+func (c Config) ModelImage(img *Image, a Aspect) *Image {
 	if img == nil || img.W <= 0 || img.H <= 0 || len(img.Pix) != 3*img.W*img.H {
-		panic("preprocess: PixelValues: image Pix does not hold W*H*3 bytes")
+		panic("preprocess: image Pix does not hold W*H*3 bytes")
 	}
 	if c.validate() != nil {
-		panic("preprocess: PixelValues: invalid Config")
+		panic("preprocess: invalid Config")
 	}
 	cv := &canvas{img: img, w: img.W, h: img.H}
 	if a == Pad && img.W != img.H {
@@ -35,8 +43,7 @@ func (c Config) PixelValues(img *Image, a Aspect) []float32 {
 	}
 	outW, outH := resizedSize(cv.w, cv.h, c.Size)
 	left, top := (outW-c.CropSize)/2, (outH-c.CropSize)/2
-	win := resizeWindow(cv, outW, outH, left, top, c.CropSize, c.CropSize)
-	return c.normalize(win)
+	return resizeWindow(cv, outW, outH, left, top, c.CropSize, c.CropSize)
 }
 
 // padFill is expand2square's int(x*255) for one mean value; Pillow clips

@@ -3,6 +3,7 @@ package preprocess
 import (
 	"bytes"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 )
 
@@ -129,5 +130,25 @@ func BenchmarkPixelValues640x360(b *testing.B) {
 				c.PixelValues(img, a)
 			}
 		})
+	}
+}
+
+// TestModelImageIsWhatTheModelSees: the model image, preprocessed again,
+// gives the same pixel values bit for bit (its resize and crop are the
+// identity), so a baseline that sends it loses nothing but its encoding.
+func TestModelImageIsWhatTheModelSees(t *testing.T) {
+	c := DefaultConfig()
+	for _, key := range pngFixtures {
+		img, err := DecodeFile(filepath.Join(fixtureDir, "images", key+".png"), DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []Aspect{Crop, Pad} {
+			m := c.ModelImage(img, a)
+			if m.W != c.CropSize || m.H != c.CropSize {
+				t.Fatalf("%s %v: model image %dx%d", key, a, m.W, m.H)
+			}
+			exactValues(t, key, c.PixelValues(m, a), c.PixelValues(img, a))
+		}
 	}
 }
