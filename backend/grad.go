@@ -21,8 +21,11 @@ type Grad interface {
 	// x̂ = (x − μ)·r, r = 1/sqrt(var + eps) and g = dy ⊙ w,
 	// dx = r·(g − mean(g) − x̂·mean(g ⊙ x̂)) per row. dx may alias dy.
 	LayerNormBackward(dx, dy, x, w Tensor, eps float32)
-	// ActivateBackward writes dx = dy ⊙ f′(x) for GELU and QuickGELU. dx may
-	// alias dy.
+	// RMSNormBackward writes dx for RMSNorm(x; w, eps): with
+	// r = 1/sqrt(mean(x²) + eps) and g = dy ⊙ w, dx = r·(g − x·r²·mean(g ⊙ x))
+	// per row. dx may alias dy.
+	RMSNormBackward(dx, dy, x, w Tensor, eps float32)
+	// ActivateBackward writes dx = dy ⊙ f′(x). dx may alias dy.
 	ActivateBackward(dx, dy, x Tensor, f Activation)
 	// AttentionBackward is the gradient of Attention(q, k, v, heads, heads,
 	// causal = false): from dout [T, heads·d] it writes dq, dk, dv (same
@@ -30,4 +33,9 @@ type Grad interface {
 	// dv = Pᵀ·dout, dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)),
 	// dq = dS·k/√d, dk = dSᵀ·q/√d.
 	AttentionBackward(dq, dk, dv, dout, q, k, v Tensor, heads int)
+	// CausalAttentionBackward is the same for Attention(q, k, v, heads,
+	// kvHeads, causal = true, pos0 = 0) with as many keys as queries: keys
+	// past a query have P = 0, and a kv head's dk and dv are summed over the
+	// query heads that read it.
+	CausalAttentionBackward(dq, dk, dv, dout, q, k, v Tensor, heads, kvHeads int)
 }

@@ -45,6 +45,15 @@ func (t *Trainer) runID() string {
 		put(s.zin)
 		put(s.target)
 	}
+	for _, s := range t.tasks {
+		fmt.Fprintf(h, "%d %v", s.prompt, s.ids)
+	}
+	if t.opt.Task != nil {
+		for _, l := range t.dec.loras { // the adapter continued, if any
+			put(l.pa.value)
+			put(l.pb.value)
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 

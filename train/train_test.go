@@ -121,21 +121,7 @@ func TestResumeAndThreadsGiveTheSameBytes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if resume {
-				if err := tr.Resume(ckpt); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for tr.Steps() < opt.Steps {
-				if _, err := tr.Step(); err != nil {
-					t.Fatal(err)
-				}
-				if tr.Steps() == 2 && !resume {
-					if err := tr.SaveCheckpoint(ckpt); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+			interrupted(t, tr, ckpt, 2, resume)
 			md, err := tr.Module(px[:3])
 			if err != nil {
 				t.Fatal(err)
@@ -193,6 +179,27 @@ func TestF16Checkpoint(t *testing.T) {
 		}
 		if cos := dot / math.Sqrt(n0*n1); !(cos > 0.99) {
 			t.Errorf("parameter %d: F16 and F32 gradients have cosine %.5f", i, cos)
+		}
+	}
+}
+
+// interrupted runs tr to its last step: resumed from ckpt, or saving ckpt
+// after step at.
+func interrupted(t *testing.T, tr *Trainer, ckpt string, at int, resume bool) {
+	t.Helper()
+	if resume {
+		if err := tr.Resume(ckpt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for tr.Steps() < tr.opt.Steps {
+		if _, err := tr.Step(); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Steps() == at && !resume {
+			if err := tr.SaveCheckpoint(ckpt); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

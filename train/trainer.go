@@ -25,6 +25,7 @@ type Options struct {
 	EMADecay     float64 // codebook EMA decay γ
 	CodebookGrad bool    // train the codebook by AdamW on ‖sg(U) − e‖² instead of the EMA
 	Seed         uint64
+	Task         *Task // the task objective instead of distillation; nil for distillation
 }
 
 // Check refuses settings no run can use, naming the flag.
@@ -71,6 +72,9 @@ type Trainer struct {
 	id    string         // the run's identity in checkpoints
 	train []sample
 	held  []sample
+	dec   *decoder     // the task objective's language model
+	tasks []taskSample // the task objective's training answers
+	heldT []taskSample
 
 	params   []*param // dlp_in.weight, .bias, .gamma, dlp_out.…, [codebook]
 	ema      *ema     // nil with CodebookGrad
@@ -143,6 +147,9 @@ func New(m *llava.Model, init *vq.ModuleData, images, heldOut [][]float32, opt O
 	if opt.Projector {
 		t.st.projector = m.Projector
 	}
+	if opt.Task != nil {
+		return t, t.newTask(images, heldOut)
+	}
 	for _, set := range []struct {
 		px  [][]float32
 		out *[]sample
@@ -155,6 +162,14 @@ func New(m *llava.Model, init *vq.ModuleData, images, heldOut [][]float32, opt O
 			*set.out = append(*set.out, s)
 		}
 	}
+	t.initParams()
+	return t, nil
+}
+
+// initParams lists the trainable tensors (the LoRA's last) and sets up the
+// EMA and the run's identity.
+func (t *Trainer) initParams() {
+	md, opt := t.md, t.opt
 	t.params = []*param{
 		newParam("dlp_in.weight", md.DLPIn.Weight, true), newParam("dlp_in.bias", md.DLPIn.Bias, false),
 		newParam("dlp_in.gamma", []float32{md.DLPIn.Gamma}, false),
@@ -166,8 +181,12 @@ func New(m *llava.Model, init *vq.ModuleData, images, heldOut [][]float32, opt O
 	} else {
 		t.ema = newEMA(md.Codebook, md.K, md.D, opt.Batch*t.st.t, opt.EMADecay)
 	}
+	if t.dec != nil {
+		for _, l := range t.dec.loras {
+			t.params = append(t.params, l.pa, l.pb)
+		}
+	}
 	t.id = t.runID()
-	return t, nil
 }
 
 // sample computes one image's site features and teacher output.
@@ -224,6 +243,9 @@ func (t *Trainer) Steps() int { return t.step }
 // shuffled per epoch from the seed, cut into batches end to end.
 func (t *Trainer) batch(s int) []int {
 	n, out := len(t.train), make([]int, 0, t.opt.Batch)
+	if t.dec != nil {
+		n = len(t.tasks)
+	}
 	for i := s * t.opt.Batch; i < (s+1)*t.opt.Batch; i++ {
 		epoch := i / n
 		perm := rand.New(rand.NewPCG(t.opt.Seed, uint64(epoch)<<1|1)).Perm(n)
@@ -289,11 +311,22 @@ func (t *Trainer) Step() (Step, error) {
 	if t.step >= t.opt.Steps {
 		return Step{}, errors.New("train: the run is complete")
 	}
-	var samples []sample
-	for _, i := range t.batch(t.step) {
-		samples = append(samples, t.train[i])
+	var g *grads
+	var qs []*qtape
+	var err error
+	if t.dec != nil {
+		var samples []taskSample
+		for _, i := range t.batch(t.step) {
+			samples = append(samples, t.tasks[i])
+		}
+		g, qs, err = t.taskLossAndGrads(samples)
+	} else {
+		var samples []sample
+		for _, i := range t.batch(t.step) {
+			samples = append(samples, t.train[i])
+		}
+		g, qs, err = t.lossAndGrads(samples)
 	}
-	g, qs, err := t.lossAndGrads(samples)
 	if err != nil {
 		return Step{}, err
 	}
@@ -327,6 +360,12 @@ func (t *Trainer) sync() {
 	t.md.DLPIn.Gamma, t.md.DLPOut.Gamma = t.params[2].value[0], t.params[5].value[0]
 	t.mod.SetDLP(t.b, t.md.DLPIn, t.md.DLPOut)
 	t.mod.SetCodebook(t.b, t.md.Codebook)
+	if t.dec != nil {
+		for _, l := range t.dec.loras {
+			t.b.Write(l.a, l.pa.value)
+			t.b.Write(l.b, l.pb.value)
+		}
+	}
 }
 
 // Current is a copy of the module as it stands.
@@ -351,19 +390,37 @@ func (t *Trainer) flatGrads(g *grads) [][]float64 {
 	if g.codebook != nil {
 		gs = append(gs, g.codebook)
 	}
+	if t.dec != nil {
+		for _, l := range t.dec.loras {
+			gs = append(gs, readF64(t.b, l.ga), readF64(t.b, l.gb))
+		}
+	}
 	return gs
 }
 
 // Eval is the held-out distillation error of the module as it stands.
 type Eval struct {
-	Step   int
-	MSE    float64 // mean over images of the mean squared error to the teacher
-	Cosine float64 // mean over images of the cosine to the teacher
+	Step     int
+	MSE      float64 // mean over images of the mean squared error to the teacher (distillation)
+	Cosine   float64 // mean over images of the cosine to the teacher (distillation)
+	TaskLoss float64 // mean over held-out answers of their cross-entropy (the task objective)
 }
 
-// Evaluate measures the module on the held-out images (no update).
+// Evaluate measures the module on the held-out images (no update): the
+// distillation error, or with the task objective the answers'
+// cross-entropy.
 func (t *Trainer) Evaluate() (Eval, error) {
 	e := Eval{Step: t.step}
+	if t.dec != nil {
+		for _, s := range t.heldT {
+			ce, err := t.taskLoss(s)
+			if err != nil {
+				return e, err
+			}
+			e.TaskLoss += ce / float64(len(t.heldT))
+		}
+		return e, nil
+	}
 	for _, s := range t.held {
 		q, err := quantize(t.b, t.mod, s.zin)
 		if err != nil {
@@ -387,8 +444,8 @@ func (t *Trainer) Evaluate() (Eval, error) {
 	return e, nil
 }
 
-// HeldOut is the number of held-out images.
-func (t *Trainer) HeldOut() int { return len(t.held) }
+// HeldOut is the number of held-out images (answers with the task objective).
+func (t *Trainer) HeldOut() int { return len(t.held) + len(t.heldT) }
 
 // Module returns the trained module, its residual map (ln sites) refitted
 // by least squares on the training images with the trained codes and

@@ -230,24 +230,54 @@ func (c *CPU) LayerNormBackward(dx, dy, x, w backend.Tensor, eps float32) {
 	}))
 }
 
+func (c *CPU) RMSNormBackward(dx, dy, x, w backend.Tensor, eps float32) {
+	dxs, dys, xs, ws := f32(dx), f32(dy), f32(x), f32(w)
+	n := len(ws)
+	if n == 0 || lastDim(x) != n || len(dys) != len(xs) || len(dxs) != len(xs) {
+		panic("backend: RMSNormBackward shapes disagree")
+	}
+	rows := len(xs) / n
+	c.pool.parallel(rows, c.pool.grainFor(rows, max(1, 4096/n)), rowsTask(func(lo, hi int, _ *scratch) {
+		for r := lo; r < hi; r++ {
+			xr, gr, dr := xs[r*n:(r+1)*n], dys[r*n:(r+1)*n], dxs[r*n:(r+1)*n]
+			var ss, mgx float64
+			for i, v := range xr {
+				ss += float64(v) * float64(v)
+				mgx += float64(gr[i]) * float64(ws[i]) * float64(v)
+			}
+			rs := 1 / math.Sqrt(ss/float64(n)+float64(eps))
+			mgx /= float64(n)
+			for i, v := range xr {
+				g := float64(gr[i]) * float64(ws[i])
+				dr[i] = float32(rs * (g - float64(v)*rs*rs*mgx))
+			}
+		}
+	}))
+}
+
 func (c *CPU) ActivateBackward(dx, dy, x backend.Tensor, f backend.Activation) {
 	dxs, dys, xs := f32(dx), f32(dy), f32(x)
 	if len(dxs) != len(xs) || len(dys) != len(xs) {
 		panic("backend: ActivateBackward shapes disagree")
 	}
 	var df func(x float64) float64
+	sigmoidGrad := func(a float64) func(x float64) float64 { // d/dx x·σ(ax) = σ(ax)·(1 + ax·(1 − σ(ax)))
+		return func(x float64) float64 {
+			s := 1 / (1 + math.Exp(-a*x))
+			return s * (1 + a*x*(1-s))
+		}
+	}
 	switch f {
 	case backend.GELU: // d/dx x·Φ(x) = Φ(x) + x·φ(x)
 		df = func(x float64) float64 {
 			return 0.5*(1+math.Erf(x/math.Sqrt2)) + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
 		}
-	case backend.QuickGELU: // d/dx x·σ(ax) = σ(ax)·(1 + ax·(1 − σ(ax)))
-		df = func(x float64) float64 {
-			s := 1 / (1 + math.Exp(-1.702*x))
-			return s * (1 + 1.702*x*(1-s))
-		}
+	case backend.QuickGELU:
+		df = sigmoidGrad(1.702)
+	case backend.SiLU:
+		df = sigmoidGrad(1)
 	default:
-		panic("backend: ActivateBackward supports gelu and quick_gelu")
+		panic("backend: ActivateBackward of an unknown activation")
 	}
 	n := len(xs)
 	c.pool.parallel(n, c.pool.grainFor(n, 4096), rowsTask(func(lo, hi int, _ *scratch) {
@@ -257,73 +287,102 @@ func (c *CPU) ActivateBackward(dx, dy, x backend.Tensor, f backend.Activation) {
 	}))
 }
 
-// AttentionBackward runs one task per head, each head's products on the
-// micro-kernel over the head's strided columns (row stride heads·d), with
-// P and dP [T, T] held per task.
 func (c *CPU) AttentionBackward(dq, dk, dv, dout, q, k, v backend.Tensor, heads int) {
+	c.attentionBackward(dq, dk, dv, dout, q, k, v, heads, heads, false)
+}
+
+func (c *CPU) CausalAttentionBackward(dq, dk, dv, dout, q, k, v backend.Tensor, heads, kvHeads int) {
+	c.attentionBackward(dq, dk, dv, dout, q, k, v, heads, kvHeads, true)
+}
+
+// attentionBackward runs one task per kv head, each head's products on the
+// micro-kernel over the head's strided columns (row stride heads·d), with
+// P and dP [T, T] held per task; the query heads of a group add their dk
+// and dv in order.
+func (c *CPU) attentionBackward(dq, dk, dv, dout, q, k, v backend.Tensor, heads, kvHeads int, causal bool) {
 	dqs, dks, dvs, dos := f32(dq), f32(dk), f32(dv), f32(dout)
 	qs, ks, vs := f32(q), f32(k), f32(v)
-	dm := lastDim(q)
-	if heads <= 0 || dm%heads != 0 || lastDim(k) != dm || lastDim(v) != dm || len(ks) != len(vs) ||
-		len(dqs) != len(qs) || len(dos) != len(qs) || len(dks) != len(ks) || len(dvs) != len(vs) {
+	qd := lastDim(q)
+	if heads <= 0 || kvHeads <= 0 || heads%kvHeads != 0 || qd%heads != 0 {
+		panic("backend: AttentionBackward head counts disagree")
+	}
+	d := qd / heads
+	kd := kvHeads * d
+	if lastDim(k) != kd || lastDim(v) != kd || len(ks) != len(vs) || len(dqs) != len(qs) || len(dos) != len(qs) ||
+		len(dks) != len(ks) || len(dvs) != len(vs) {
 		panic("backend: AttentionBackward shapes disagree")
 	}
-	d := dm / heads
-	tq, tk := len(qs)/dm, len(ks)/dm
+	tq, tk := len(qs)/qd, len(ks)/kd
+	if causal && tq != tk {
+		panic("backend: causal AttentionBackward needs as many keys as queries")
+	}
 	if tq == 0 || tk == 0 {
 		return
 	}
 	scale := float32(1 / math.Sqrt(float64(d)))
 	g := asm.GemmKernel()
-	c.pool.parallel(heads, 1, rowsTask(func(lo, hi int, s *scratch) {
+	group := heads / kvHeads
+	c.pool.parallel(kvHeads, 1, rowsTask(func(lo, hi int, s *scratch) {
 		pm, dp := make([]float32, tq*tk), make([]float32, tq*tk) // P, then dP and dS [Tq, Tk]
 		tr := make([]float32, d*tk)                              // dvᵀ, dkᵀ [d, Tk]
-		for h := lo; h < hi; h++ {
-			off := h * d
-			prod := func(p gemm) {
-				p.g, p.alpha = g, 1
-				p.block(0, p.m, 0, p.n, s)
-			}
-			// P = softmax(q·kᵀ/√d) per row
-			prod(gemm{a: qs[off:], lda: dm, b: ks[off:], ldb: dm, transB: true, c: pm, ldc: tk, m: tq, n: tk, k: d})
-			for i := range tq {
-				row := pm[i*tk : (i+1)*tk]
-				for j := range row {
-					row[j] *= scale
+		prod := func(p gemm) {
+			p.g, p.alpha = g, 1
+			p.block(0, p.m, 0, p.n, s)
+		}
+		for kh := lo; kh < hi; kh++ {
+			koff := kh * d
+			for h := kh * group; h < (kh+1)*group; h++ {
+				off, acc := h*d, h > kh*group
+				// P = softmax(q·kᵀ/√d) per row, keys past the query masked when causal
+				prod(gemm{a: qs[off:], lda: qd, b: ks[koff:], ldb: kd, transB: true, c: pm, ldc: tk, m: tq, n: tk, k: d})
+				for i := range tq {
+					row := pm[i*tk : (i+1)*tk]
+					seen := row
+					if causal {
+						seen = row[:i+1]
+						clear(row[i+1:])
+					}
+					for j := range seen {
+						seen[j] *= scale
+					}
+					asm.Softmax(seen)
 				}
-				asm.Softmax(row)
-			}
-			// dP = dout·vᵀ; dv = Pᵀ·dout, computed as dvᵀ = doutᵀ·P [d, Tk] so
-			// that the gathered operand is the thin one
-			prod(gemm{a: dos[off:], lda: dm, b: vs[off:], ldb: dm, transB: true, c: dp, ldc: tk, m: tq, n: tk, k: d})
-			prod(gemm{a: dos[off:], lda: dm, transA: true, b: pm, ldb: tk, c: tr, ldc: tk, m: d, n: tk, k: tq})
-			untranspose(dvs[off:], dm, tr, tk, d)
-			// dS = P ⊙ (dP − rowsum(dP ⊙ P)), scaled by 1/√d for both products below
-			for i := range tq {
-				p, r := pm[i*tk:(i+1)*tk], dp[i*tk:(i+1)*tk]
-				var sum float64
-				for j := range p {
-					sum += float64(p[j]) * float64(r[j])
+				// dP = dout·vᵀ; dv = Pᵀ·dout, computed as dvᵀ = doutᵀ·P [d, Tk] so
+				// that the gathered operand is the thin one
+				prod(gemm{a: dos[off:], lda: qd, b: vs[koff:], ldb: kd, transB: true, c: dp, ldc: tk, m: tq, n: tk, k: d})
+				prod(gemm{a: dos[off:], lda: qd, transA: true, b: pm, ldb: tk, c: tr, ldc: tk, m: d, n: tk, k: tq})
+				untranspose(dvs[koff:], kd, tr, tk, d, acc)
+				// dS = P ⊙ (dP − rowsum(dP ⊙ P)), scaled by 1/√d for both products below
+				for i := range tq {
+					p, r := pm[i*tk:(i+1)*tk], dp[i*tk:(i+1)*tk]
+					var sum float64
+					for j := range p {
+						sum += float64(p[j]) * float64(r[j])
+					}
+					for j := range p {
+						r[j] = scale * p[j] * (r[j] - float32(sum))
+					}
 				}
-				for j := range p {
-					r[j] = scale * p[j] * (r[j] - float32(sum))
-				}
+				// dq = dS·k; dk = dSᵀ·q, as dkᵀ = qᵀ·dS
+				prod(gemm{a: dp, lda: tk, b: ks[koff:], ldb: kd, c: dqs[off:], ldc: qd, m: tq, n: d, k: tk})
+				prod(gemm{a: qs[off:], lda: qd, transA: true, b: dp, ldb: tk, c: tr, ldc: tk, m: d, n: tk, k: tq})
+				untranspose(dks[koff:], kd, tr, tk, d, acc)
 			}
-			// dq = dS·k; dk = dSᵀ·q, as dkᵀ = qᵀ·dS
-			prod(gemm{a: dp, lda: tk, b: ks[off:], ldb: dm, c: dqs[off:], ldc: dm, m: tq, n: d, k: tk})
-			prod(gemm{a: qs[off:], lda: dm, transA: true, b: dp, ldb: tk, c: tr, ldc: tk, m: d, n: tk, k: tq})
-			untranspose(dks[off:], dm, tr, tk, d)
 		}
 	}))
 }
 
-// untranspose writes src [d, t] into the columns [0, d) of dst's t rows of
-// stride ld: dst[j·ld + c] = src[c·t + j].
-func untranspose(dst []float32, ld int, src []float32, t, d int) {
+// untranspose writes (or with acc adds) src [d, t] into the columns [0, d)
+// of dst's t rows of stride ld: dst[j·ld + c] (+)= src[c·t + j].
+func untranspose(dst []float32, ld int, src []float32, t, d int, acc bool) {
 	for j := range t {
 		row := dst[j*ld : j*ld+d]
 		for c := range row {
-			row[c] = src[c*t+j]
+			if acc {
+				row[c] += src[c*t+j]
+			} else {
+				row[c] = src[c*t+j]
+			}
 		}
 	}
 }

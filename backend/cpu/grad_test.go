@@ -143,7 +143,7 @@ func TestLayerNormAndActivationBackward(t *testing.T) {
 			t.Errorf("LayerNormBackward dx[%d] = %v, finite difference %v", i, got, fd)
 		}
 	}
-	for _, f := range []backend.Activation{backend.GELU, backend.QuickGELU} {
+	for _, f := range []backend.Activation{backend.GELU, backend.QuickGELU, backend.SiLU} {
 		xs := randn(r, 64)
 		ones := make([]float32, 64)
 		for i := range ones {
@@ -164,24 +164,44 @@ func TestLayerNormAndActivationBackward(t *testing.T) {
 }
 
 func TestAttentionBackward(t *testing.T) {
+	// bidirectional multi-head (CLIP), causal multi-head and causal grouped-query (LLaMA)
+	for _, c := range []struct {
+		heads, kvHeads int
+		causal         bool
+	}{{2, 2, false}, {2, 2, true}, {4, 2, true}} {
+		testAttentionBackward(t, c.heads, c.kvHeads, c.causal)
+	}
+}
+
+func testAttentionBackward(t *testing.T, heads, kvHeads int, causal bool) {
 	r := rand.New(rand.NewPCG(9, 10))
 	c := New(2)
 	defer c.Close()
-	tk, heads, d := 9, 2, 4
-	dm := heads * d
-	q, k, v, do := randn(r, tk*dm), randn(r, tk*dm), randn(r, tk*dm), randn(r, tk*dm)
-	dq, dk, dv := tensor.New(tensor.F32, tk, dm), tensor.New(tensor.F32, tk, dm), tensor.New(tensor.F32, tk, dm)
-	c.AttentionBackward(dq, dk, dv, tensor.FromF32(do, tk, dm), tensor.FromF32(q, tk, dm), tensor.FromF32(k, tk, dm), tensor.FromF32(v, tk, dm), heads)
+	tk, d := 9, 4
+	dm, kd := heads*d, kvHeads*d
+	q, k, v, do := randn(r, tk*dm), randn(r, tk*kd), randn(r, tk*kd), randn(r, tk*dm)
+	dq, dk, dv := tensor.New(tensor.F32, tk, dm), tensor.New(tensor.F32, tk, kd), tensor.New(tensor.F32, tk, kd)
+	qt, kt, vt, dot := tensor.FromF32(q, tk, dm), tensor.FromF32(k, tk, kd), tensor.FromF32(v, tk, kd), tensor.FromF32(do, tk, dm)
+	if causal {
+		c.CausalAttentionBackward(dq, dk, dv, dot, qt, kt, vt, heads, kvHeads)
+	} else {
+		c.AttentionBackward(dq, dk, dv, dot, qt, kt, vt, heads)
+	}
 	// float64 reference of L = Σ do ⊙ Attention(q, k, v), by central differences
 	loss := func(q, k, v []float64) float64 {
 		var s float64
 		for h := range heads {
+			kh := h / (heads / kvHeads) * d
 			for i := range tk {
-				sc := make([]float64, tk)
+				n := tk
+				if causal {
+					n = i + 1
+				}
+				sc := make([]float64, n)
 				mx := math.Inf(-1)
-				for j := range tk {
+				for j := range n {
 					for e := range d {
-						sc[j] += q[i*dm+h*d+e] * k[j*dm+h*d+e]
+						sc[j] += q[i*dm+h*d+e] * k[j*kd+kh+e]
 					}
 					sc[j] /= math.Sqrt(float64(d))
 					mx = max(mx, sc[j])
@@ -193,8 +213,8 @@ func TestAttentionBackward(t *testing.T) {
 				}
 				for e := range d {
 					var o float64
-					for j := range tk {
-						o += sc[j] / z * v[j*dm+h*d+e]
+					for j := range n {
+						o += sc[j] / z * v[j*kd+kh+e]
 					}
 					s += o * float64(do[i*dm+h*d+e])
 				}
@@ -210,7 +230,7 @@ func TestAttentionBackward(t *testing.T) {
 		return o
 	}
 	for which, g := range []*tensor.Tensor{dq, dk, dv} {
-		for i := range tk * dm {
+		for i := range g.Numel() {
 			in := [][]float64{f64(q), f64(k), f64(v)}
 			h := 1e-6
 			in[which][i] += h
@@ -219,7 +239,46 @@ func TestAttentionBackward(t *testing.T) {
 			lm := loss(in[0], in[1], in[2])
 			fd := (lp - lm) / (2 * h)
 			if got := float64(g.F32()[i]); math.Abs(got-fd) > 1e-4*(1+math.Abs(fd)) {
-				t.Errorf("AttentionBackward operand %d [%d] = %v, finite difference %v", which, i, got, fd)
+				t.Errorf("heads %d/%d causal %v: AttentionBackward operand %d [%d] = %v, finite difference %v", heads, kvHeads, causal, which, i, got, fd)
+			}
+		}
+	}
+}
+
+func TestRMSNormBackward(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	c := New(2)
+	defer c.Close()
+	rows, n := 4, 37
+	x, w, dy := randn(r, rows*n), randn(r, n), randn(r, rows*n)
+	dx := tensor.New(tensor.F32, rows, n)
+	c.RMSNormBackward(dx, tensor.FromF32(dy, rows, n), tensor.FromF32(x, rows, n), tensor.FromF32(w, n), 1e-6)
+	for row := range rows {
+		// reference: central differences of Σ dy ⊙ RMSNorm(x) over the row, in float64
+		f := func(xr []float64) float64 {
+			var ss float64
+			for _, e := range xr {
+				ss += e * e
+			}
+			rs := 1 / math.Sqrt(ss/float64(n)+1e-6)
+			var s float64
+			for i, e := range xr {
+				s += float64(dy[row*n+i]) * e * rs * float64(w[i])
+			}
+			return s
+		}
+		xr := make([]float64, n)
+		for i := range n {
+			xr[i] = float64(x[row*n+i])
+		}
+		for i := range n {
+			const h = 1e-6
+			p, m := slices.Clone(xr), slices.Clone(xr)
+			p[i] += h
+			m[i] -= h
+			fd := (f(p) - f(m)) / (2 * h)
+			if got := float64(dx.F32()[row*n+i]); math.Abs(got-fd) > 1e-4*(1+math.Abs(fd)) {
+				t.Errorf("RMSNormBackward dx[%d, %d] = %v, finite difference %v", row, i, got, fd)
 			}
 		}
 	}

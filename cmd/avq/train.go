@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/avq/avq/backend"
@@ -30,7 +31,13 @@ func cmdTrain(c *cli, args []string) error {
 	iters := fs.Int("iters", 20, "most Lloyd iterations of the k-means initialisation")
 	sample := fs.Int("sample", 0, "points k-means++ seeding draws from (0: all)")
 	seed := fs.Uint64("seed", 0, "random seed (the same seed writes the same bytes)")
-	objective := fs.String("objective", "distill", "training objective: distill (the unquantised model's features)")
+	objective := fs.String("objective", "distill", "training objective: distill (the unquantised model's features) or task (cross-entropy on --data's answers, with a LoRA)")
+	data := fs.String("data", "", "task objective: LLaVA conversation JSON `file`, images relative to --images")
+	loraRank := fs.Int("lora-rank", 8, "task objective: LoRA rank")
+	loraAlpha := fs.Float64("lora-alpha", 16, "task objective: LoRA alpha (scale alpha/rank)")
+	loraTargets := fs.String("lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "task objective: the language model's Linears the LoRA updates")
+	loraIn := fs.String("lora", "", "task objective: PEFT adapter `folder` to continue (its rank and alpha)")
+	loraOut := fs.String("lora-out", "", "task objective: `folder` to write the trained PEFT adapter to")
 	target := fs.String("target", "features", "what the distillation matches: features (layer -2, CLS dropped) or projector")
 	steps := fs.Int("steps", 200, "optimiser steps")
 	epochs := fs.Int("epochs", 0, "passes over the training images, instead of --steps")
@@ -59,8 +66,16 @@ func cmdTrain(c *cli, args []string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
-	case *objective != "distill":
-		return fmt.Errorf("--objective %q: only distill is implemented", *objective)
+	case *objective != "distill" && *objective != "task":
+		return fmt.Errorf("--objective %q: want distill or task", *objective)
+	case *objective == "task" && (*data == "" || *loraOut == ""):
+		return fmt.Errorf("--objective task needs --data and --lora-out")
+	case *objective == "task" && (set["target"] || *answerTokens > 0):
+		return fmt.Errorf("--target and --answer-tokens apply to the distillation objective only")
+	case *objective == "distill" && (set["data"] || set["lora-rank"] || set["lora-alpha"] || set["lora-targets"] || set["lora"] || set["lora-out"]):
+		return fmt.Errorf("--data and the --lora flags apply to --objective task only")
+	case *loraIn != "" && (set["lora-rank"] || set["lora-alpha"]):
+		return fmt.Errorf("--lora %s gives the rank and alpha: --lora-rank and --lora-alpha apply only without it", *loraIn)
 	case *target != "features" && *target != "projector":
 		return fmt.Errorf("--target %q: want features or projector", *target)
 	case *update != "ema" && *update != "grad":
@@ -84,8 +99,17 @@ func cmdTrain(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	files, err := imageFiles(*images)
-	if err != nil {
+	task := *objective == "task"
+	var files []string
+	var convs []train.Conversation
+	if task {
+		if convs, err = train.ReadConversations(*data); err != nil {
+			return err
+		}
+		for _, cv := range convs {
+			files = append(files, cv.ImagePath(*images))
+		}
+	} else if files, err = imageFiles(*images); err != nil {
 		return err
 	}
 	fit, held, err := heldOut(files, *holdOut, *images)
@@ -108,6 +132,12 @@ func cmdTrain(c *cli, args []string) error {
 	if *answerTokens > 0 {
 		if len(held) == 0 {
 			return fmt.Errorf("--answer-tokens needs held-out images (--held-out)")
+		}
+		parts = ck.AllParts()
+	}
+	if task {
+		if ck.Text == nil {
+			return fmt.Errorf("--objective task: %s has no language model", *model)
 		}
 		parts = ck.AllParts()
 	}
@@ -160,9 +190,16 @@ func cmdTrain(c *cli, args []string) error {
 		}
 		init = cal.Module
 	}
+	samples := len(fit) // what an epoch passes over: images, or with the task objective answers
+	if task {
+		samples = 0
+		for _, cv := range convs[:len(fit)] {
+			samples += len(cv.Turns) / 2
+		}
+	}
 	n := *steps
 	if *epochs > 0 {
-		n = (*epochs*len(fit) + *batch - 1) / *batch
+		n = (*epochs*samples + *batch - 1) / *batch
 	}
 	w := *warmup
 	if w < 0 {
@@ -170,6 +207,16 @@ func cmdTrain(c *cli, args []string) error {
 	}
 	opt := train.Options{Projector: *target == "projector", Steps: n, Batch: *batch, LR: *lr, Warmup: w, WeightDecay: *wd,
 		Clip: *clip, Beta: *beta, EMADecay: *decay, CodebookGrad: *update == "grad", Seed: *seed}
+	if task {
+		t := &train.Task{Rank: *loraRank, Alpha: *loraAlpha, Targets: strings.Split(*loraTargets, ","), Template: tmpl,
+			Train: convs[:len(fit)], HeldOut: convs[len(fit):]}
+		if *loraIn != "" {
+			if t.Init, t.Rank, t.Alpha, err = train.ReadAdapter(*loraIn); err != nil {
+				return err
+			}
+		}
+		opt.Task = t
+	}
 	tr, err := train.New(m, init, fitPx, heldPx, opt)
 	if err != nil {
 		return err
@@ -180,8 +227,12 @@ func cmdTrain(c *cli, args []string) error {
 		}
 	}
 	stdout := c.stdout
-	fmt.Fprintf(stdout, "training block %d %s, K %d, D %d on %d images (%d held out): distillation to the %s, %d steps of %d, codebook by %s\n",
-		init.Block, init.Site, init.K, init.D, len(fit), len(held), *target, n, *batch, *update)
+	what := "distillation to the " + *target
+	if task {
+		what = fmt.Sprintf("cross-entropy on %d answers, LoRA rank %d on %s", samples, opt.Task.Rank, *loraTargets)
+	}
+	fmt.Fprintf(stdout, "training block %d %s, K %d, D %d on %d images (%d held out): %s, %d steps of %d, codebook by %s\n",
+		init.Block, init.Site, init.K, init.D, len(fit), len(held), what, n, *batch, *update)
 	var agree *agreement
 	if *answerTokens > 0 {
 		if agree, err = newAgreement(m, tmpl.Prompt(*prompt, true), *answerTokens, heldPx); err != nil {
@@ -192,6 +243,10 @@ func cmdTrain(c *cli, args []string) error {
 		e, err := tr.Evaluate()
 		if err != nil || tr.HeldOut() == 0 {
 			return e, err
+		}
+		if task {
+			fmt.Fprintf(stdout, "held-out answers' cross-entropy %s (step %d): %.6g\n", what, e.Step, e.TaskLoss)
+			return e, nil
 		}
 		fmt.Fprintf(stdout, "held-out distillation %s (step %d): MSE %.6g, cosine %.5f", what, e.Step, e.MSE, e.Cosine)
 		if agree != nil {
@@ -209,7 +264,11 @@ func cmdTrain(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	bar := newTrainProgress(c.stderr, isTerminal(c.stderr), tr.Steps())
+	term := "distillation"
+	if task {
+		term = "cross-entropy"
+	}
+	bar := newTrainProgress(c.stderr, isTerminal(c.stderr), tr.Steps(), term)
 	for tr.Steps() < n {
 		s, err := tr.Step()
 		if err != nil {
@@ -249,9 +308,18 @@ func cmdTrain(c *cli, args []string) error {
 	if err := vq.WriteModule(*out, md); err != nil {
 		return err
 	}
+	if task {
+		if err := tr.SaveAdapter(*loraOut); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s: the PEFT adapter (avq run --lora)\n", *loraOut)
+	}
 	fmt.Fprintf(stdout, "wrote %s: DLP gates tanh(γ_in) %.4f, tanh(γ_out) %.4f; %d codebook entries re-seeded", *out,
 		math.Tanh(float64(md.DLPIn.Gamma)), math.Tanh(float64(md.DLPOut.Gamma)), tr.Reseeded())
-	if tr.HeldOut() > 0 {
+	switch {
+	case tr.HeldOut() > 0 && task:
+		fmt.Fprintf(stdout, "; held-out answers' cross-entropy %.6g → %.6g", first.TaskLoss, last.TaskLoss)
+	case tr.HeldOut() > 0:
 		fmt.Fprintf(stdout, "; held-out distillation MSE %.6g → %.6g", first.MSE, last.MSE)
 	}
 	fmt.Fprintln(stdout)
@@ -349,18 +417,19 @@ type trainProgress struct {
 	startStep int
 	open      bool
 	lastTenth int
+	term      string // the objective's name
 }
 
-func newTrainProgress(w io.Writer, tty bool, done int) *trainProgress {
-	return &trainProgress{w: w, tty: tty, start: time.Now(), startStep: done, lastTenth: -1}
+func newTrainProgress(w io.Writer, tty bool, done int, term string) *trainProgress {
+	return &trainProgress{w: w, tty: tty, start: time.Now(), startStep: done, lastTenth: -1, term: term}
 }
 
 func (p *trainProgress) update(s train.Step) {
 	el := time.Since(p.start).Seconds()
 	rate := float64(s.Step-p.startStep) / max(el, 1e-9)
 	eta := time.Duration(float64(s.Steps-s.Step)/max(rate, 1e-9)) * time.Second
-	line := fmt.Sprintf("step %d/%d  loss %.5g (distillation %.5g, commitment %.4g)  lr %.3g  %.2f steps/s  ETA %v",
-		s.Step, s.Steps, s.Loss, s.Distill, s.Commit, s.LR, rate, eta.Round(time.Second))
+	line := fmt.Sprintf("step %d/%d  loss %.5g (%s %.5g, commitment %.4g)  lr %.3g  %.2f steps/s  ETA %v",
+		s.Step, s.Steps, s.Loss, p.term, s.Distill, s.Commit, s.LR, rate, eta.Round(time.Second))
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
 		p.open = true

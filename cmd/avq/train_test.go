@@ -116,3 +116,73 @@ func TestTrainBadInputs(t *testing.T) {
 		}
 	}
 }
+
+const trainData = `[
+ {"image": "square_336.png", "conversations": [{"from": "human", "value": "<image>\nWhat shape is this?"}, {"from": "gpt", "value": "A square."}]},
+ {"image": "wide_640x360.jpg", "conversations": [{"from": "human", "value": "What is shown?\n<image>"}, {"from": "gpt", "value": "A wide picture."},
+   {"from": "human", "value": "Colours?"}, {"from": "gpt", "value": "Many."}]},
+ {"image": "tall_200x500.png", "conversations": [{"from": "human", "value": "<image>\nDescribe it."}, {"from": "gpt", "value": "A tall image."}]},
+ {"image": "gray_260x180.png", "conversations": [{"from": "human", "value": "<image>\nIs it gray?"}, {"from": "gpt", "value": "Yes."}]},
+ {"image": "rgba_300x220.png", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A picture."}]}]`
+
+// TestTrainTaskWritesAnAdapter: `avq train --objective task` lowers the
+// held-out answers' cross-entropy and writes a module and a PEFT adapter
+// that `avq run --lora --vq` load.
+func TestTrainTaskWritesAnAdapter(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data.json")
+	writeFile(t, data, []byte(trainData))
+	module, adapter := filepath.Join(dir, "m.safetensors"), filepath.Join(dir, "lora")
+	status, stdout, stderr := avq(t, "train", "--objective", "task", "--model", td("tiny-llava"), "--images", td("images"), "--data", data,
+		"--init", td("vq", "block0_ln1", "alignedvq.safetensors"), "--steps", "6", "--batch", "2", "--lr", "3e-3", "--lora-rank", "2",
+		"--seed", "2", "--out", module, "--lora-out", adapter)
+	if status != 0 {
+		t.Fatal(stderr)
+	}
+	m := regexp.MustCompile(`held-out answers' cross-entropy (\S+) → (\S+)`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no held-out result in %q", stdout)
+	}
+	before, _ := strconv.ParseFloat(m[1], 64)
+	after, _ := strconv.ParseFloat(m[2], 64)
+	if !(after < before) {
+		t.Errorf("held-out cross-entropy %v → %v: not lowered", before, after)
+	}
+	if status, _, stderr := avq(t, "run", "--model", td("tiny-llava"), "--lora", adapter, "--vq", module, "--image", td("images", "square_336.png"),
+		"--prompt", "What shape is this?", "--max-tokens", "4"); status != 0 {
+		t.Fatal(stderr)
+	}
+}
+
+// TestTrainTaskBadInputs: each bad input of the task objective is one error
+// line naming it.
+func TestTrainTaskBadInputs(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, []byte(body))
+		return p
+	}
+	good := file("good.json", trainData)
+	base := []string{"train", "--model", td("tiny-llava"), "--images", td("images"), "--out", filepath.Join(dir, "o.safetensors"),
+		"--init", td("vq", "block0_ln1", "alignedvq.safetensors"), "--steps", "1"}
+	with := func(head []string, more ...string) []string { return append(append([]string{}, head...), more...) }
+	task := with(base, "--objective", "task", "--lora-out", filepath.Join(dir, "lora"))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{with(task, "--data", file("bad.json", `[{"image": "square_336.png", "conversations": [`)), "bad.json"},
+		{with(task, "--data", file("noimage.json", `[{"conversations": [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}]}]`)), "entry 0"},
+		{with(task, "--data", file("twice.json", `[{"image": "square_336.png", "conversations": [{"from": "human", "value": "<image><image>\nQ"}, {"from": "gpt", "value": "A"}]}]`)), "placeholders"},
+		{with(task, "--data", file("missing.json", `[{"image": "nothere.png", "conversations": [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}]}]`), "--held-out", "0"), "nothere.png"},
+		{with(task, "--data", good, "--lora-targets", "q_proj,qkv"), "qkv"},
+		{with(base, "--objective", "task", "--data", good), "--lora-out"},
+		{with(base, "--lora-rank", "4"), "--objective task"},
+	} {
+		status, _, stderr := avq(t, c.args...)
+		if status != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: status %d, stderr %q (want one line naming %s)", c.args[len(base):], status, stderr, c.want)
+		}
+	}
+}

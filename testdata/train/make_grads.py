@@ -217,3 +217,113 @@ out["ema.n"] = n
 write_st(os.path.join(HERE, "grads.safetensors"), out, {"format": "pt", "generator": "testdata/train/make_grads.py",
         "torch": torch.__version__, "beta": str(BETA), "min_relative_margin": f"{min_margin:.3g}"})
 print("min relative margin", min_margin, {k: float(v.norm()) for k, v in out.items() if ".grad." in k})
+
+# ---- the task objective: one answer's cross-entropy through the decoder with
+# a LoRA on every Linear (rank 2, alpha 4), from the same module state on the
+# first image; token ids fixed here (the Go test feeds the same ids).
+tc = cfg["text_config"]
+H, LH, LKV, LI = tc["hidden_size"], tc["num_attention_heads"], tc.get("num_key_value_heads", tc["num_attention_heads"]), tc["intermediate_size"]
+HD, RMS_EPS, THETA = H // LH, tc.get("rms_norm_eps", 1e-6), tc.get("rope_theta", 10000.0)
+WL = {k[len("language_model."):]: torch.from_numpy(v.astype(np.float64))
+      for k, v in read_st(os.path.join(TD, "tiny-llava", "model.safetensors")).items() if k.startswith("language_model.")}
+RANK, ALPHA = 2, 4.0
+PROJS = [("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"), ("self_attn", "o_proj"),
+         ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj")]
+lora = {}
+for i in range(tc["num_hidden_layers"]):
+    for blk, proj in PROJS:
+        w = WL[f"model.layers.{i}.{blk}.{proj}.weight"]
+        name = f"language_model.model.layers.{i}.{blk}.{proj}"
+        a = ((torch.rand(RANK, w.shape[1], generator=g, dtype=torch.float64) * 2 - 1) / math.sqrt(w.shape[1])).to(torch.float32).to(torch.float64)
+        b = ((torch.rand(w.shape[0], RANK, generator=g, dtype=torch.float64) * 2 - 1) * 0.05).to(torch.float32).to(torch.float64)
+        lora[name] = (a, b)
+os.makedirs(os.path.join(HERE, "task_adapter"), exist_ok=True)
+json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": RANK, "lora_alpha": ALPHA,
+           "target_modules": [p for _, p in PROJS], "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False,
+           "use_rslora": False, "use_dora": False, "inference_mode": True, "base_model_name_or_path": "tiny-llava"},
+          open(os.path.join(HERE, "task_adapter", "adapter_config.json"), "w"), indent=2)
+ad = {}
+for name, (a, b) in lora.items():
+    ad[f"base_model.model.{name}.lora_A.weight"] = a
+    ad[f"base_model.model.{name}.lora_B.weight"] = b
+write_st(os.path.join(HERE, "task_adapter", "adapter_model.safetensors"), ad, {"format": "pt"})
+
+# rotary tables as LlamaRotaryEmbedding makes them (fp32 angles), stored fp32
+inv = (1.0 / (THETA ** (torch.arange(0, HD, 2, dtype=torch.int64).float() / HD)))
+IDS = [1, 319, 13563, 1546, 263, 12758, 29901, 32000, 13, 5618, 338, 297, 278, 1967, 29973, 319, 1799, 9047, 13566, 29901,
+       450, 1967, 3697, 263, 6862, 29889, 2]
+PROMPT = 20  # ids[:PROMPT] is the prompt, the rest the answer (EOS last)
+
+
+def rms(x, w):
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + RMS_EPS) * w
+
+
+def rope(x, nheads, cos, sin):
+    t = x.shape[0]
+    x = x.view(t, nheads, HD)
+    x1, x2 = x[..., :HD // 2], x[..., HD // 2:]
+    rot = torch.cat([-x2, x1], -1)
+    return (x * cos[:, None] + rot * sin[:, None]).reshape(t, nheads * HD)
+
+
+def llin(x, i, blk, proj, lp):
+    name = f"language_model.model.layers.{i}.{blk}.{proj}"
+    a, b = lp[name + ".A"], lp[name + ".B"]
+    return x @ WL[f"model.layers.{i}.{blk}.{proj}.weight"].T + ALPHA / RANK * (x @ a.T) @ b.T
+
+
+p = {k: v.clone().requires_grad_(True) for k, v in state.items() if not k.startswith("residual")}
+lp = {}
+for name, (a, b) in lora.items():
+    lp[name + ".A"], lp[name + ".B"] = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+gin, gout = torch.tanh(p["dlp_in.gamma"]), torch.tanh(p["dlp_out.gamma"])
+z = zins[0]
+u = z + gin * (z @ p["dlp_in.weight"].T + p["dlp_in.bias"])
+with torch.no_grad():
+    cb = p["codebook"]
+    idx = ((cb * cb).sum(1)[None] - 2 * u.to(torch.float32).to(torch.float64) @ cb.T).argmin(1)
+e = p["codebook"][idx]
+zq = u + (e - u).detach()
+zout = zq + gout * (zq @ p["dlp_out.weight"].T + p["dlp_out.bias"])
+img = project(tower_from_attn0(zout * state["residual.scale"] + state["residual.shift"], zout))
+at = IDS.index(32000)
+emb = WL["model.embed_tokens.weight"]
+x = torch.cat([emb[IDS[:at]], img, emb[IDS[at + 1:]]], 0)
+T = x.shape[0]
+pos = torch.arange(T, dtype=torch.float32)
+ang = (pos[:, None] * inv[None]).to(torch.float32)
+ang = torch.cat([ang, ang], -1).to(torch.float64)
+cos = torch.cos(ang).to(torch.float32).to(torch.float64)
+sin = torch.sin(ang).to(torch.float32).to(torch.float64)
+mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+for i in range(tc["num_hidden_layers"]):
+    pre = f"model.layers.{i}."
+    xn = rms(x, WL[pre + "input_layernorm.weight"])
+    q = rope(llin(xn, i, "self_attn", "q_proj", lp), LH, cos, sin).view(T, LH, HD).transpose(0, 1)
+    k = rope(llin(xn, i, "self_attn", "k_proj", lp), LKV, cos, sin).view(T, LKV, HD).transpose(0, 1)
+    v = llin(xn, i, "self_attn", "v_proj", lp).view(T, LKV, HD).transpose(0, 1)
+    k, v = k.repeat_interleave(LH // LKV, 0), v.repeat_interleave(LH // LKV, 0)
+    a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(HD) + mask, -1) @ v
+    x = x + llin(a.transpose(0, 1).reshape(T, LH * HD), i, "self_attn", "o_proj", lp)
+    hn = rms(x, WL[pre + "post_attention_layernorm.weight"])
+    gg = llin(hn, i, "mlp", "gate_proj", lp)
+    x = x + llin(gg * torch.sigmoid(gg) * llin(hn, i, "mlp", "up_proj", lp), i, "mlp", "down_proj", lp)
+x = rms(x, WL["model.norm.weight"])
+logits = x @ WL["lm_head.weight"].T
+p0 = PROMPT - 1 + img.shape[0]
+want = torch.tensor(IDS[PROMPT:])
+ce = torch.nn.functional.cross_entropy(logits[p0 - 1:p0 - 1 + len(want)], want)
+ntok = z.shape[0]
+commit = ((u - e.detach()) ** 2).sum() / ntok
+loss = ce + BETA * commit
+loss.backward()
+tout = {"ids": torch.tensor(IDS, dtype=torch.int32), "prompt": torch.tensor([PROMPT], dtype=torch.int32),
+        "ce": torch.tensor([float(ce)]), "commit": torch.tensor([float(commit)]), "loss": torch.tensor([float(loss)])}
+for k, v in p.items():
+    if k != "codebook":
+        tout["grad." + k] = v.grad
+for k, v in lp.items():
+    tout["grad." + k[:-2] + (".lora_A.weight" if k.endswith(".A") else ".lora_B.weight")] = v.grad
+write_st(os.path.join(HERE, "task_grads.safetensors"), tout, {"format": "pt", "generator": "testdata/train/make_grads.py", "torch": torch.__version__})
+print("task: ce", float(ce), "commit", float(commit))
