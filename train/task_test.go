@@ -142,3 +142,53 @@ func TestTaskResumeGivesTheSameBytes(t *testing.T) {
 		t.Errorf("the answer's cross-entropy went %.6g → %.6g", before, after)
 	}
 }
+
+// TestTaskFiniteDifferences checks the LoRA gradients against central
+// differences of the answer's cross-entropy through the whole model (the
+// decoder, fp32): the lora_A and lora_B coordinates of largest gradient of
+// the first updated Linear (layer 0's q_proj) and the last (layer 1's
+// down_proj). The bound is that of
+// TestFiniteDifferences, 1e-3·|g| + 1e-5, with h = 1e-2.
+func TestTaskFiniteDifferences(t *testing.T) {
+	b := cpu.New(0)
+	defer b.Close()
+	tr := taskTrainer(t, b, oneConversation("What is it?", "A square."), Options{Steps: 1, Batch: 1, LR: 1e-3, Beta: 0.25, EMADecay: 0.99})
+	ref := testutil.Ref(t, "train", "task_grads.safetensors")
+	s := taskSample{zin: tr.train[0].zin, ids: testutil.Tensor(t, ref, "ids").I32(), prompt: int(testutil.Tensor(t, ref, "prompt").I32()[0])}
+	g, _, err := tr.taskLossAndGrads([]taskSample{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := tr.flatGrads(g)
+	ls := tr.dec.loras
+	for _, li := range []int{0, len(ls) - 1} {
+		l := ls[li]
+		for k, p := range []*param{l.pa, l.pb} {
+			pi := 6 + 2*li + k // after the six DLP tensors
+			gv := gs[pi]
+			at := 0
+			for i := range gv {
+				if math.Abs(gv[i]) > math.Abs(gv[at]) {
+					at = i
+				}
+			}
+			const h = 1e-2
+			v0 := p.value[at]
+			ce := func(v float32) float64 {
+				p.value[at] = v
+				tr.sync()
+				g, _, err := tr.taskLossAndGrads([]taskSample{s})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return g.distill
+			}
+			fd := (ce(v0+h) - ce(v0-h)) / (2 * h)
+			ce(v0)
+			t.Logf("%s[%d]: gradient %.7g, central difference %.7g", p.name, at, gv[at], fd)
+			if math.Abs(fd-gv[at]) > 1e-3*math.Abs(gv[at])+1e-5 {
+				t.Errorf("%s[%d]: gradient %.7g, central difference %.7g", p.name, at, gv[at], fd)
+			}
+		}
+	}
+}
