@@ -10,6 +10,7 @@ import (
 	"github.com/avq/avq/backend/cpu"
 	"github.com/avq/avq/internal/testutil"
 	"github.com/avq/avq/llava"
+	"github.com/avq/avq/vit"
 	"github.com/avq/avq/vq"
 )
 
@@ -190,5 +191,63 @@ func TestTaskFiniteDifferences(t *testing.T) {
 				t.Errorf("%s[%d]: gradient %.7g, central difference %.7g", p.name, at, gv[at], fd)
 			}
 		}
+	}
+}
+
+// TestTaskOnGroupedQueryBF16: the task objective on the fixture with
+// grouped-query attention (4 query heads on 2 kv heads) and BF16 weights:
+// the causal GQA backward and the BF16 weight reads run, two steps lower the
+// answer's cross-entropy, and the adapter written loads as a LoRA.
+func TestTaskOnGroupedQueryBF16(t *testing.T) {
+	b := cpu.New(0)
+	defer b.Close()
+	dir := testutil.Testdata("gqa", "model")
+	ck, err := llava.Open(dir, llava.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	m, err := llava.Load(ck, b, llava.LoadOptions{Parts: ck.AllParts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := testutil.F32(t, testutil.Ref(t, "ref", "images.safetensors"), "square_336.pixel_values.pad")
+	cal, err := m.Calibrate([][]float32{px}, llava.CalibrateOptions{Split: vit.Split{Block: 0, Site: vit.SiteLN1}, KMeans: vq.KMeansOptions{K: 8, Iters: 2, Seed: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := llava.LookupTemplate(llava.DefaultTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := oneConversation("What shape is this?", "A square.")
+	opt := Options{Steps: 2, Batch: 1, LR: 1e-2, Beta: 0.25, EMADecay: 0.99, Clip: 1,
+		Task: &Task{Rank: 2, Alpha: 4, Targets: loraTargets, Template: tmpl, Train: []Conversation{conv}, HeldOut: []Conversation{conv}}}
+	tr, err := New(m, cal.Module, [][]float32{px}, [][]float32{px}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e0, err := tr.Evaluate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tr.Steps() < opt.Steps {
+		if _, err := tr.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e1, err := tr.Evaluate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(e1.TaskLoss < e0.TaskLoss) {
+		t.Errorf("cross-entropy %.6g → %.6g", e0.TaskLoss, e1.TaskLoss)
+	}
+	out := t.TempDir()
+	if err := tr.SaveAdapter(out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := llava.Load(ck, b, llava.LoadOptions{Parts: ck.AllParts(), LoRA: out}); err != nil {
+		t.Fatalf("the adapter written does not load: %v", err)
 	}
 }
