@@ -6,8 +6,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/jpeg"
 	"math"
 	"net"
 	"net/http"
@@ -124,7 +122,7 @@ func benchSplit(c *cli, args []string) error {
 	go func() { served <- srv.Serve(ctx, ln) }()
 	defer func() { cancel(); <-served }()
 
-	b := &splitBench{m: m, url: "http://" + ln.Addr().String(), img: img, rgba: toRGBA(img), rtt: *rtt}
+	b := &splitBench{m: m, url: "http://" + ln.Addr().String(), img: img, rtt: *rtt}
 	fmt.Fprintf(c.stderr, "image %d×%d; warming up\n", img.W, img.H)
 	for _, meth := range splitMethods { // page the weights in, size the scratch
 		if _, err := b.measure(0, meth.quality); err != nil {
@@ -206,11 +204,10 @@ func loadVisionSide(c *cli, model, vqPath string) (*llava.Model, error) {
 }
 
 type splitBench struct {
-	m    *llava.Model
-	url  string
-	img  *preprocess.Image
-	rgba *image.RGBA
-	rtt  time.Duration
+	m   *llava.Model
+	url string
+	img *preprocess.Image
+	rtt time.Duration
 }
 
 // measure sends the image once over a fresh connection through a link of
@@ -226,11 +223,11 @@ func (b *splitBench) measure(mbit float64, quality int) (splitRow, error) {
 		}
 		req.Frame = e.Frame
 	} else {
-		var buf bytes.Buffer
-		if err := jpeg.Encode(&buf, b.rgba, &jpeg.Options{Quality: quality}); err != nil {
+		jpg, err := b.m.Checkpoint.BaselineJPEG(b.img, llava.ImageOptions{JPEGQuality: quality})
+		if err != nil {
 			return r, err
 		}
-		req.Image = buf.Bytes()
+		req.Image = jpg
 	}
 	r.edge = time.Since(t0)
 	r.payload = int64(len(req.Frame) + len(req.Image))
@@ -391,15 +388,6 @@ func benchImage(path string) (*preprocess.Image, error) {
 		}
 	}
 	return img, nil
-}
-
-func toRGBA(img *preprocess.Image) *image.RGBA {
-	out := image.NewRGBA(image.Rect(0, 0, img.W, img.H))
-	for i := range img.W * img.H {
-		copy(out.Pix[i*4:i*4+3], img.Pix[i*3:i*3+3])
-		out.Pix[i*4+3] = 255
-	}
-	return out
 }
 
 // writeShapeCheckpoint writes a llava-hf folder with random fp16 weights:

@@ -208,7 +208,8 @@ func TestBenchCompression(t *testing.T) {
 		rows["frame overhead (header 24 + CRC 4)"] != 28 || rows["features, fp16 (577 × 64)"] != 577*64*2 {
 		t.Fatalf("rows: %v", rows)
 	}
-	if !(rows["JPEG, quality 10"] < rows["JPEG, quality 90"] && rows["JPEG, quality 90"] < rows["raw image (RGB, 8 bit)"]) {
+	if rows["model image (RGB, 8 bit)"] != 336*336*3 ||
+		!(rows["JPEG of it, quality 10"] < rows["JPEG of it, quality 90"] && rows["JPEG of it, quality 90"] < rows["model image (RGB, 8 bit)"]) {
 		t.Fatalf("JPEG sizes out of order: %v", rows)
 	}
 }
