@@ -34,7 +34,7 @@ var commands = map[string]command{
 	"run":       {"answer a prompt about an image", cmdRun},
 	"serve":     {"serve the cloud role over HTTP: the split protocol and OpenAI chat completions", cmdServe},
 	"synth":     {"generate a synthetic visual-question set (VQAv2 and LLaVA formats) from a seed", cmdSynth},
-	"train":     {"fine-tune an AlignedVQ module (DLP and codebook) by distillation", cmdTrain},
+	"train":     {"fine-tune an AlignedVQ module (DLP, codebook) by distillation, or with a LoRA on LLaVA conversations", cmdTrain},
 }
 
 // cli carries the streams and the common flags of one invocation.
