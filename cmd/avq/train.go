@@ -18,11 +18,11 @@ import (
 )
 
 func cmdTrain(c *cli, args []string) error {
-	fs := c.flags("train", "--model DIR --images DIR [--init FILE | --codebook K --block B --site S] [--steps N | --epochs E] --out FILE")
+	fs := c.flags("train", "--model DIR --images DIR [--init FILE | --codebook K --block B --site S] [--objective task --data FILE --lora-out DIR] [--steps N | --epochs E] --out FILE")
 	model := fs.String("model", "", "checkpoint `folder`")
 	tower := fs.String("vision-tower", "", "CLIP `folder` for an original-layout checkpoint")
 	images := fs.String("images", "", "`folder` of training images")
-	holdOut := fs.Int("held-out", -1, "images kept out of training to measure the distillation error (-1: one in five)")
+	holdOut := fs.Int("held-out", -1, "images (conversations with the task objective) kept out of training to measure on (-1: one in five)")
 	aspect := fs.String("aspect", "", "pad or crop (default: the checkpoint's)")
 	initPath := fs.String("init", "", "module `file` to start from (e.g. avq calibrate's); without it, k-means initialises one")
 	k := fs.Int("codebook", 4096, "codebook size K for the k-means initialisation")
@@ -40,8 +40,8 @@ func cmdTrain(c *cli, args []string) error {
 	loraOut := fs.String("lora-out", "", "task objective: `folder` to write the trained PEFT adapter to")
 	target := fs.String("target", "features", "what the distillation matches: features (layer -2, CLS dropped) or projector")
 	steps := fs.Int("steps", 200, "optimiser steps")
-	epochs := fs.Int("epochs", 0, "passes over the training images, instead of --steps")
-	batch := fs.Int("batch", 4, "images per step")
+	epochs := fs.Int("epochs", 0, "passes over the training images (answers with the task objective), instead of --steps")
+	batch := fs.Int("batch", 4, "images per step (answers with the task objective)")
 	lr := fs.Float64("lr", 1e-3, "peak learning rate (AdamW)")
 	warmup := fs.Int("warmup", -1, "warm-up steps before the cosine decay (-1: a twentieth of the steps)")
 	wd := fs.Float64("weight-decay", 0.01, "AdamW weight decay on the DLP weights")
@@ -55,7 +55,7 @@ func cmdTrain(c *cli, args []string) error {
 	resume := fs.String("resume", "", "checkpoint `file` to continue a run from (same flags, module and images)")
 	answerTokens := fs.Int("answer-tokens", 0, "with N > 0, also count the held-out images whose greedy answer to --prompt (N tokens at most) is the unquantised model's; loads the language model")
 	prompt := fs.String("prompt", "Describe the image.", "question of the answer agreement")
-	template := fs.String("template", llava.DefaultTemplate, "prompt template of the answer agreement: vicuna_v1, llava_v1, hf or raw")
+	template := fs.String("template", llava.DefaultTemplate, "prompt template of the task objective's conversations and the answer agreement: vicuna_v1, llava_v1, hf or raw")
 	out := fs.String("out", "", "module `file` to write (alignedvq.safetensors)")
 	if err := c.parse(fs, args, 0); err != nil {
 		return err
