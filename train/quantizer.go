@@ -1,7 +1,6 @@
 package train
 
 import (
-	"math"
 
 	"github.com/avq/avq/backend"
 	"github.com/avq/avq/vq"
@@ -135,14 +134,4 @@ func sumRows(b backend.Backend, dst []float64, x backend.Tensor) {
 			dst[c] += float64(v)
 		}
 	}
-}
-
-// isFinite reports whether every value is a finite number.
-func isFinite(v []float32) bool {
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return false
-		}
-	}
-	return true
 }
