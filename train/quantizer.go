@@ -1,7 +1,6 @@
 package train
 
 import (
-
 	"github.com/avq/avq/backend"
 	"github.com/avq/avq/vq"
 )
