@@ -118,8 +118,9 @@ func taskSamples(m *llava.Model, tmpl *llava.Template, c Conversation, zin []flo
 
 // accumulateTask runs one sample of a batch of n: the quantizer, the student
 // to the projector output, the decoder on the spliced embeddings and the
-// cross-entropy of the answer; it adds the loss terms and gradients to g.
-func (t *Trainer) accumulateTask(s taskSample, g *grads, n int) (*qtape, error) {
+// cross-entropy of the answer; it adds the loss terms to g, and with
+// backward the gradients.
+func (t *Trainer) accumulateTask(s taskSample, g *grads, n int, backward bool) (*qtape, error) {
 	b, st := t.b, t.st
 	nb := float64(n)
 	scale := 1 / (nb * float64(st.t))
@@ -159,6 +160,9 @@ func (t *Trainer) accumulateTask(s taskSample, g *grads, n int) (*qtape, error) 
 	ce, dlast := t.dec.crossEntropy(dt.last, pos, s.ids[s.prompt:])
 	g.distill += ce / nb
 	g.comm += q.commit * scale
+	if !backward {
+		return q, nil
+	}
 	scaleTensor(b, dlast, float32(1/nb))
 	demb := t.dec.backward(dt, dlast)
 	dimg := b.New(nimg, d)
@@ -333,7 +337,7 @@ func (t *Trainer) taskLossAndGrads(samples []taskSample) (*grads, []*qtape, erro
 	}
 	var qs []*qtape
 	for _, s := range samples {
-		q, err := t.accumulateTask(s, g, len(samples))
+		q, err := t.accumulateTask(s, g, len(samples), true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -342,11 +346,10 @@ func (t *Trainer) taskLossAndGrads(samples []taskSample) (*grads, []*qtape, erro
 	return g, qs, nil
 }
 
-// taskLoss is one held-out answer's cross-entropy (its gradients are
-// computed and dropped).
+// taskLoss is one held-out answer's cross-entropy (forward only).
 func (t *Trainer) taskLoss(s taskSample) (float64, error) {
-	g, _, err := t.taskLossAndGrads([]taskSample{s})
-	if err != nil {
+	g := newGrads(t.b, t.md.K, t.md.D, false)
+	if _, err := t.accumulateTask(s, g, 1, false); err != nil {
 		return 0, err
 	}
 	return g.distill, nil
