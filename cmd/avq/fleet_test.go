@@ -115,6 +115,10 @@ func (s *servedBy) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 // TestFleetBehindHAProxy sends 48 concurrent split and OpenAI requests
 // through HAProxy to three replicas, twice: while one replica drains on
 // SIGTERM (every request answered, none resent by the client, each
@@ -192,13 +196,14 @@ func TestFleetBehindHAProxy(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	})
 
-	// burst sends the requests and calls hit, once, after the first few
-	// answers; it returns the client's resends and who served what.
-	burst := func(name string, hit func()) (int, map[string]int) {
+	// burst sends the requests and calls hit, once: after the first few
+	// answers, as soon as target streams text of a split answer (so that
+	// the signal lands mid-answer), or at half the answers if it does not.
+	// It returns the client's resends and who served what.
+	burst := func(name, target string, hit func()) (int, map[string]int) {
 		const requests, hitAfter = 48, 6
 		by := &servedBy{n: map[string]int{}, rt: &http.Transport{MaxIdleConnsPerHost: requests}}
 		hc := &http.Client{Transport: by, Timeout: time.Minute}
-		client := serve.Client{URL: lbURL, HTTP: hc, Retry: serve.Retry{Attempts: 5, Backoff: 100 * time.Millisecond}}
 		var (
 			mu      sync.Mutex
 			done    int
@@ -211,14 +216,31 @@ func TestFleetBehindHAProxy(t *testing.T) {
 			done++
 			n := done
 			mu.Unlock()
-			if n == hitAfter {
+			if n == requests/2 {
 				once.Do(hit)
 			}
 		}
 		for i := range requests {
 			wg.Go(func() {
 				if i%2 == 0 {
-					ans, err := client.Answer(context.Background(), splitReq, nil)
+					var from string // the replica of the latest attempt
+					tagged := &http.Client{Timeout: time.Minute, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+						resp, err := by.RoundTrip(r)
+						if err == nil {
+							from = resp.Header.Get("X-Avq-Replica")
+						}
+						return resp, err
+					})}
+					client := serve.Client{URL: lbURL, HTTP: tagged, Retry: serve.Retry{Attempts: 5, Backoff: 100 * time.Millisecond}}
+					ans, err := client.Answer(context.Background(), splitReq, func(string) error {
+						mu.Lock()
+						ripe := done >= hitAfter
+						mu.Unlock()
+						if ripe && from == target {
+							once.Do(hit)
+						}
+						return nil
+					})
 					switch {
 					case err != nil:
 						t.Errorf("%s: split request %d: %v", name, i, err)
@@ -241,7 +263,7 @@ func TestFleetBehindHAProxy(t *testing.T) {
 
 	// SIGTERM: r3 drains (health 503 with the listener open, then its
 	// running requests finish); nothing fails and nothing is resent.
-	resends, by := burst("SIGTERM", func() { replicas[2].cmd.Process.Signal(syscall.SIGTERM) })
+	resends, by := burst("SIGTERM", "r3", func() { replicas[2].cmd.Process.Signal(syscall.SIGTERM) })
 	if resends != 0 {
 		t.Errorf("SIGTERM: the client resent %d requests; a drain needs none", resends)
 	}
@@ -272,7 +294,7 @@ func TestFleetBehindHAProxy(t *testing.T) {
 	})
 
 	// SIGKILL: r2 dies mid-answer; every request still gets its answer.
-	resends, by = burst("SIGKILL", func() { replicas[1].cmd.Process.Kill() })
+	resends, by = burst("SIGKILL", "r2", func() { replicas[1].cmd.Process.Kill() })
 	t.Logf("SIGKILL: served by %v, %d requests resent by the client", by, resends)
 }
 
