@@ -52,7 +52,7 @@ func TestShortRunLowersHeldOutLoss(t *testing.T) {
 	defer b.Close()
 	m, px := tiny(t, b)
 	init := moduleData(t, b, testutil.Testdata("vq", "block0_ln1", "alignedvq.safetensors"))
-	opt := Options{Steps: 20, Batch: 2, LR: 3e-3, Warmup: 2, WeightDecay: 0.01, Clip: 1, Beta: 0.25, EMADecay: 0.99, Seed: 1}
+	opt := Options{Steps: 12, Batch: 2, LR: 3e-3, Warmup: 1, WeightDecay: 0.01, Clip: 1, Beta: 0.25, EMADecay: 0.99, Seed: 1}
 	tr, err := New(m, init, px[:5], px[5:], opt)
 	if err != nil {
 		t.Fatal(err)
