@@ -290,6 +290,10 @@ func TestEdgeFlagErrors(t *testing.T) {
 		{[]string{}, "give --out, --cloud or both"},
 		{[]string{"--cloud", "http://127.0.0.1:1"}, "--cloud needs --prompt"},
 		{[]string{"--cloud", "http://127.0.0.1:1", "--prompt", "hi", "--bandwidth", "1mbps"}, "bits per second"},
+		{[]string{"--out", "x", "--retries", "2"}, "--retries need --cloud"},
+		{[]string{"--cloud", "http://127.0.0.1:1", "--prompt", "hi", "--retries", "-1"}, "--retries -1: want at least 0"},
+		// Nothing listens there: the request is sent twice, then the error.
+		{[]string{"--cloud", "http://127.0.0.1:1", "--prompt", "hi", "--retries", "1"}, "connection refused (after 2 attempts)"},
 	} {
 		status, _, stderr := avq(t, append(base, c.args...)...)
 		if status == 0 || !strings.Contains(stderr, c.want) {
