@@ -358,6 +358,10 @@ func TestOptionsChecked(t *testing.T) {
 		func(o *Options) { o.Template = nil },
 		func(o *Options) { o.TLSCert = "x" },
 		func(o *Options) { o.ReadTimeout = 0 },
+		func(o *Options) { o.DrainDelay = -time.Second },
+		func(o *Options) { o.MaxUploads = 0 },
+		func(o *Options) { o.MaxUploadsPerConn = 0 },
+		func(o *Options) { o.MinUploadRate = -1 },
 	} {
 		o := DefaultOptions()
 		f(&o)
