@@ -227,7 +227,11 @@ func (s *Server) route(endpoint, method string, auth bool, h http.HandlerFunc) h
 			}
 			s.metrics.request(endpoint, code)
 			if e := rec.refusal; e != nil {
-				s.log.Printf("refused %s %s from %s: %d %s: %s", r.Method, r.URL.Path, r.RemoteAddr, e.Status, e.Code, e.Message)
+				verb := "refused"
+				if e.Status >= 500 && e.Status != http.StatusServiceUnavailable {
+					verb = "failed" // the server's fault or its deadline, not the request's
+				}
+				s.log.Printf("%s %s %s from %s: %d %s: %s", verb, r.Method, r.URL.Path, r.RemoteAddr, e.Status, e.Code, e.Message)
 			}
 			if rec.discard != nil {
 				s.discardBody(rec, rec.discard)
