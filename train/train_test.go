@@ -10,6 +10,7 @@ import (
 	"github.com/avq/avq/backend/cpu"
 	"github.com/avq/avq/internal/testutil"
 	"github.com/avq/avq/llava"
+	"github.com/avq/avq/vit"
 	"github.com/avq/avq/vq"
 )
 
@@ -201,5 +202,30 @@ func interrupted(t *testing.T, tr *Trainer, ckpt string, at int, resume bool) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestBenchStep: the benchmark's step runs the distillation pass of one
+// image on a tower without a checkpoint around it, and refuses a tower that
+// does not reach the target.
+func TestBenchStep(t *testing.T) {
+	b := cpu.New(0)
+	defer b.Close()
+	m, px := tiny(t, b)
+	init := moduleData(t, b, testutil.Testdata("vq", "block0_ln1", "alignedvq.safetensors"))
+	z, _ := m.SiteFeatures(px[0], vit.Split{Block: 0, Site: vit.SiteLN1})
+	fs, err := m.Features(px[0], false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step, err := BenchStep(b, m.Vision, vit.HiddenState(3), init, z, fs.Selected.F32())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := step(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BenchStep(b, m.Vision, vit.HiddenState(4), init, z, fs.Selected.F32()); err == nil {
+		t.Error("a target past the loaded tower was accepted")
 	}
 }

@@ -186,3 +186,13 @@ func TestTrainTaskBadInputs(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchTrainRefusals: avq bench train knows one shape and needs K ≥ 1.
+func TestBenchTrainRefusals(t *testing.T) {
+	for _, c := range [][]string{{"--shape", "vit-b-224"}, {"--codebook", "0"}} {
+		status, _, stderr := avq(t, append([]string{"bench", "train"}, c...)...)
+		if status != 1 || !strings.Contains(stderr, c[0]) {
+			t.Errorf("%v: status %d, stderr %q", c, status, stderr)
+		}
+	}
+}
