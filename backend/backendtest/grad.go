@@ -15,7 +15,7 @@ func checkGrad(c Config) error {
 	if !ok {
 		return nil
 	}
-	for _, f := range []func(backend.Grad) error{gradMatMul, gradLayerNorm, gradActivate, gradAttention} {
+	for _, f := range []func(backend.Grad) error{gradMatMul, gradLayerNorm, gradRMSNorm, gradActivate, gradAttention} {
 		if err := f(g); err != nil {
 			return err
 		}
@@ -121,9 +121,47 @@ func gradLayerNorm(b backend.Grad) error {
 	return nil
 }
 
+func gradRMSNorm(b backend.Grad) error {
+	r := rng(24)
+	for _, shape := range [][2]int{{1, 8}, {5, 33}, {3, 1024}} {
+		rows, d := shape[0], shape[1]
+		x, dy, w := Randn(r, rows*d), Randn(r, rows*d), Randn(r, d)
+		const eps = 1e-5
+		dx := b.New(rows, d)
+		b.RMSNormBackward(dx, upload(b, dy, rows, d), upload(b, x, rows, d), upload(b, w, d), eps)
+		want, bound := make([]float64, rows*d), make([]float64, rows*d)
+		for i := range rows {
+			xr, gr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d]
+			ss := 0.0
+			for _, v := range xr {
+				ss += float64(v) * float64(v)
+			}
+			rr := 1 / math.Sqrt(ss/float64(d)+eps)
+			mgx, mag := 0.0, 0.0
+			for j := range d {
+				g := float64(gr[j]) * float64(w[j])
+				mgx += g * float64(xr[j])
+				mag += math.Abs(g * float64(xr[j]))
+			}
+			mgx /= float64(d)
+			mag /= float64(d)
+			for j := range d {
+				g := float64(gr[j]) * float64(w[j])
+				xj := float64(xr[j])
+				want[i*d+j] = rr * (g - xj*rr*rr*mgx)
+				bound[i*d+j] = float64(2*d+16) * u * rr * (math.Abs(g) + math.Abs(xj)*rr*rr*mag)
+			}
+		}
+		if err := within(fmt.Sprintf("RMSNormBackward %dx%d", rows, d), download(b, dx), want, bound); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func gradActivate(b backend.Grad) error {
 	r := rng(22)
-	for _, f := range []backend.Activation{backend.GELU, backend.QuickGELU} {
+	for _, f := range []backend.Activation{backend.GELU, backend.QuickGELU, backend.SiLU} {
 		x, dy := Randn(r, 257), Randn(r, 257)
 		dx := b.New(257)
 		b.ActivateBackward(dx, upload(b, dy, 257), upload(b, x, 257), f)
@@ -140,63 +178,75 @@ func gradActivate(b backend.Grad) error {
 	return nil
 }
 
-// gradAttention checks dq, dk, dv of bidirectional attention against the
-// float64 derivative; the bound scales with the magnitudes of the products
-// that make each gradient and the key count.
+// gradAttention checks dq, dk, dv of bidirectional attention
+// (AttentionBackward) and of causal grouped-query attention
+// (CausalAttentionBackward) against the float64 derivative; the bound scales
+// with the magnitudes of the products that make each gradient and the key
+// count.
 func gradAttention(b backend.Grad) error {
 	r := rng(23)
-	for _, tc := range [][3]int{{1, 1, 4}, {9, 2, 8}, {33, 4, 16}} {
-		t, heads, d := tc[0], tc[1], tc[2]
-		n := t * heads * d
-		q, k, v, dout := Randn(r, n), Randn(r, n), Randn(r, n), Randn(r, n)
-		dq, dk, dv := b.New(t, heads*d), b.New(t, heads*d), b.New(t, heads*d)
-		b.AttentionBackward(dq, dk, dv, upload(b, dout, t, heads*d), upload(b, q, t, heads*d), upload(b, k, t, heads*d), upload(b, v, t, heads*d), heads)
-		wq, wk, wv := make([]float64, n), make([]float64, n), make([]float64, n)
-		mq, mk, mv := make([]float64, n), make([]float64, n), make([]float64, n)
+	for _, tc := range []struct {
+		t, heads, kvHeads, d int
+		causal               bool
+	}{{1, 1, 1, 4, false}, {9, 2, 2, 8, false}, {33, 4, 4, 16, false}, {1, 2, 1, 8, true}, {7, 4, 2, 8, true}, {20, 4, 4, 16, true}} {
+		t, heads, kvHeads, d := tc.t, tc.heads, tc.kvHeads, tc.d
+		nq, nk := t*heads*d, t*kvHeads*d
+		q, k, v, dout := Randn(r, nq), Randn(r, nk), Randn(r, nk), Randn(r, nq)
+		dq, dk, dv := b.New(t, heads*d), b.New(t, kvHeads*d), b.New(t, kvHeads*d)
+		qt, kt, vt, ot := upload(b, q, t, heads*d), upload(b, k, t, kvHeads*d), upload(b, v, t, kvHeads*d), upload(b, dout, t, heads*d)
+		if tc.causal {
+			b.CausalAttentionBackward(dq, dk, dv, ot, qt, kt, vt, heads, kvHeads)
+		} else {
+			b.AttentionBackward(dq, dk, dv, ot, qt, kt, vt, heads)
+		}
+		wq, wk, wv := make([]float64, nq), make([]float64, nk), make([]float64, nk)
+		mq, mk, mv := make([]float64, nq), make([]float64, nk), make([]float64, nk)
 		scale := 1 / math.Sqrt(float64(d))
-		at := func(i, h, e int) int { return i*heads*d + h*d + e }
+		atQ := func(i, h, e int) int { return i*heads*d + h*d + e }
+		atK := func(j, h, e int) int { return j*kvHeads*d + h*d + e }
 		for h := range heads {
-			p := make([][]float64, t)
+			kh := h / (heads / kvHeads)
 			for i := range t {
-				p[i] = make([]float64, t)
+				n := t
+				if tc.causal {
+					n = i + 1
+				}
+				p := make([]float64, n)
 				smax := math.Inf(-1)
-				for j := range t {
+				for j := range n {
 					s := 0.0
 					for e := range d {
-						s += float64(q[at(i, h, e)]) * float64(k[at(j, h, e)])
+						s += float64(q[atQ(i, h, e)]) * float64(k[atK(j, kh, e)])
 					}
-					p[i][j] = s * scale
-					smax = max(smax, p[i][j])
+					p[j] = s * scale
+					smax = max(smax, p[j])
 				}
 				z := 0.0
-				for j := range t {
-					p[i][j] = math.Exp(p[i][j] - smax)
-					z += p[i][j]
+				for j := range n {
+					p[j] = math.Exp(p[j] - smax)
+					z += p[j]
 				}
-				for j := range t {
-					p[i][j] /= z
-				}
-			}
-			for i := range t {
-				dp := make([]float64, t)
+				dp := make([]float64, n)
 				rs, rmag := 0.0, 0.0
-				for j := range t {
+				for j := range n {
+					p[j] /= z
 					for e := range d {
-						dp[j] += float64(dout[at(i, h, e)]) * float64(v[at(j, h, e)])
+						dp[j] += float64(dout[atQ(i, h, e)]) * float64(v[atK(j, kh, e)])
 					}
-					rs += dp[j] * p[i][j]
-					rmag += math.Abs(dp[j]) * p[i][j]
+					rs += dp[j] * p[j]
+					rmag += math.Abs(dp[j]) * p[j]
 				}
-				for j := range t {
-					ds := p[i][j] * (dp[j] - rs)
-					dsm := p[i][j] * (math.Abs(dp[j]) + rmag)
+				for j := range n {
+					ds := p[j] * (dp[j] - rs)
+					dsm := p[j] * (math.Abs(dp[j]) + rmag)
 					for e := range d {
-						wv[at(j, h, e)] += p[i][j] * float64(dout[at(i, h, e)])
-						mv[at(j, h, e)] += p[i][j] * math.Abs(float64(dout[at(i, h, e)]))
-						wq[at(i, h, e)] += ds * float64(k[at(j, h, e)]) * scale
-						mq[at(i, h, e)] += dsm * math.Abs(float64(k[at(j, h, e)])) * scale
-						wk[at(j, h, e)] += ds * float64(q[at(i, h, e)]) * scale
-						mk[at(j, h, e)] += dsm * math.Abs(float64(q[at(i, h, e)])) * scale
+						qi, kj := atQ(i, h, e), atK(j, kh, e)
+						wv[kj] += p[j] * float64(dout[qi])
+						mv[kj] += p[j] * math.Abs(float64(dout[qi]))
+						wq[qi] += ds * float64(k[kj]) * scale
+						mq[qi] += dsm * math.Abs(float64(k[kj])) * scale
+						wk[kj] += ds * float64(q[qi]) * scale
+						mk[kj] += dsm * math.Abs(float64(q[qi])) * scale
 					}
 				}
 			}
@@ -206,13 +256,13 @@ func gradAttention(b backend.Grad) error {
 			got       backend.Tensor
 			want, mag []float64
 		}{{"dq", dq, wq, mq}, {"dk", dk, wk, mk}, {"dv", dv, wv, mv}} {
-			bound := make([]float64, n)
+			bound := make([]float64, len(g.want))
 			for i := range bound {
 				// Every gradient goes through the softmax weights, whose
 				// scores carry a dot product's error of length d.
 				bound[i] = float64(4*d+4*t+32)*u*g.mag[i]*(1+math.Sqrt(float64(d))) + 1e-30
 			}
-			if err := within(fmt.Sprintf("AttentionBackward T=%d heads=%d d=%d %s", t, heads, d, g.name), download(b, g.got), g.want, bound); err != nil {
+			if err := within(fmt.Sprintf("attention backward %+v %s", tc, g.name), download(b, g.got), g.want, bound); err != nil {
 				return err
 			}
 		}
