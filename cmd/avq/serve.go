@@ -85,6 +85,7 @@ func cmdServe(c *cli, args []string) error {
 	defer signal.Stop(sigs)
 	finished := make(chan struct{})
 	defer close(finished)
+	aborted := make(chan struct{}) // closed on the second signal
 	go func() {
 		select {
 		case sig := <-sigs:
@@ -97,6 +98,7 @@ func cmdServe(c *cli, args []string) error {
 		case sig := <-sigs:
 			opt.Log.Printf("%v again: exiting without finishing the drain", sig)
 			srv.Abort()
+			close(aborted)
 		case <-finished:
 		}
 	}()
@@ -122,7 +124,12 @@ func cmdServe(c *cli, args []string) error {
 		// exits with them, the checkpoint is not closed under them.
 		return serveErr
 	}
-	lerr := <-loadErr // the loader must be done before the backend closes
+	var lerr error
+	select {
+	case lerr = <-loadErr: // the loader must be done before the backend closes
+	case <-aborted: // a signal during the load: the loader is left to the process exit
+		return serve.ErrAborted
+	}
 	if m != nil {
 		defer m.Checkpoint.Close()
 	}
