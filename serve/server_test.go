@@ -254,6 +254,9 @@ func TestDrain(t *testing.T) {
 	opt.DrainDelay = 2 * time.Second
 	ts := start(t, opt, m)
 	running, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the server's drain, should the test stop early
 	first := true
 	ts.textHook = func(context.Context) {
 		if first {
@@ -296,7 +299,7 @@ func TestDrain(t *testing.T) {
 			t.Errorf("%s while draining: %d %s", c.path, resp.StatusCode, b)
 		}
 	}
-	close(release)
+	unblock()
 	r := <-answered
 	if r.err != nil || len(r.ans.IDs) != 12 {
 		t.Fatalf("the running request: %+v %v", r.ans, r.err)
