@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,28 +39,8 @@ func TestCloudTailFromReferenceFrames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cloudParts, err := ck.CloudParts(mod)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cloud, err := Load(ck, b, LoadOptions{Parts: cloudParts})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cloud.AttachVQ(mod); err != nil {
-				t.Fatal(err)
-			}
-			edgeParts, err := ck.EdgeParts(mod)
-			if err != nil {
-				t.Fatal(err)
-			}
-			edge, err := Load(ck, b, LoadOptions{Parts: edgeParts})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := edge.AttachVQ(mod); err != nil {
-				t.Fatal(err)
-			}
+			cloud := loadSplit(t, ck, b, mod, ck.CloudParts)
+			edge := loadSplit(t, ck, b, mod, ck.EdgeParts)
 			ref := testutil.Ref(t, "ref", "vq", module, "vq.safetensors")
 			pix := testutil.Ref(t, "ref", "images.safetensors")
 			raw, err := os.ReadFile(testutil.Testdata("ref", "vq", module, "cases.json"))
@@ -105,23 +84,7 @@ func TestCloudTailFromReferenceFrames(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := testutil.Tensor(t, ref, c.Image+".indices").I32()
-				best, margin := testutil.F32(t, ref, c.Image+".score_best"), testutil.F32(t, ref, c.Image+".margin")
-				if len(e.Quantized.Indices) != len(want) {
-					t.Fatalf("%s: %d indices, reference %d", c.Image, len(e.Quantized.Indices), len(want))
-				}
-				differ := 0
-				for i, idx := range e.Quantized.Indices {
-					if idx != want[i] {
-						differ++
-						if margin[i] > 1e-5*float32(math.Abs(float64(best[i]))) {
-							t.Errorf("%s token %d: index %d, want %d, and it is no near-tie (margin %g)", c.Image, i, idx, want[i], margin[i])
-						}
-					}
-				}
-				if differ == 0 && string(e.Frame) != string(frame) {
-					t.Errorf("%s: same indices, different frame bytes", c.Image)
-				}
+				checkIndices(t, c.Image, e, ref)
 			}
 		})
 	}
