@@ -39,6 +39,13 @@
 // EncodeImageChunks is original LLaVA's tokenizer_image_token (chunks around
 // "<image>" tokenized separately, joined with a sentinel id).
 //
+// EncodeControlled and EncodeImageChunksControlled take the byte spans where
+// a prompt template put control tokens: added tokens count only there, and
+// anywhere else their strings are text for sentencepiece (transformers'
+// split_special_tokens=True, for those parts only), so that a user's "</s>"
+// cannot end a turn. A text whose added tokens all lie in the spans gets
+// Encode's ids exactly.
+//
 // Allowed imports: the standard library and
 // google.golang.org/protobuf/encoding/protowire.
 package tokenizer
