@@ -43,7 +43,10 @@ func (m *Model) Project(features backend.Tensor) backend.Tensor {
 // Request is one generation: a rendered prompt, the projected image (or nil
 // for a text-only prompt), and how to sample and when to stop.
 type Request struct {
-	Prompt    Prompt
+	Prompt Prompt
+	// PromptIDs, when set, are Prompt already tokenized by PromptIDs (a
+	// caller that checked the prompt's length need not tokenize it twice).
+	PromptIDs []int32
 	Image     backend.Tensor // [N, H] projected features, nil for none
 	MaxTokens int            // new tokens at most; 0 means 128
 	Sampling  llama.Sampling
@@ -87,7 +90,10 @@ func (m *Model) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("llava: the language model is not loaded")
 	}
 	b, cfg := m.B, m.LLM.Config
-	res := &Result{PromptIDs: m.PromptIDs(req.Prompt)}
+	res := &Result{PromptIDs: req.PromptIDs}
+	if res.PromptIDs == nil {
+		res.PromptIDs = m.PromptIDs(req.Prompt)
+	}
 	embeds, err := m.embedPrompt(res.PromptIDs, req.Image)
 	if err != nil {
 		return nil, err

@@ -164,11 +164,21 @@ func (m *Model) DecodeFrame(frame []byte) (*CloudResult, error) {
 	if m.VQ == nil {
 		return nil, fmt.Errorf("llava: no AlignedVQ module attached")
 	}
-	n := m.Checkpoint.Vision.Tokens()
-	f, err := m.VQ.DecodeFrame(frame, n)
+	f, err := m.VQ.DecodeFrame(frame, m.Checkpoint.Vision.Tokens())
 	if err != nil {
 		return nil, err
 	}
+	return m.CloudTail(f)
+}
+
+// CloudTail is DecodeFrame for a frame already parsed and checked by the
+// attached module's DecodeFrame (a server that answers a bad frame with its
+// own error parses it once).
+func (m *Model) CloudTail(f *vq.Frame) (*CloudResult, error) {
+	if m.VQ == nil {
+		return nil, fmt.Errorf("llava: no AlignedVQ module attached")
+	}
+	n := m.Checkpoint.Vision.Tokens()
 	zout, err := m.VQ.Dequantize(m.B, f.Indices)
 	if err != nil {
 		return nil, err

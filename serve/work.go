@@ -61,12 +61,13 @@ func (s *Server) execute(ctx context.Context, m *llava.Model, t *task, onText fu
 	switch {
 	case t.frame != nil:
 		t0 := time.Now()
-		if _, err := m.VQ.DecodeFrame(t.frame, m.Checkpoint.Vision.Tokens()); err != nil {
+		f, err := m.VQ.DecodeFrame(t.frame, m.Checkpoint.Vision.Tokens())
+		if err != nil {
 			return nil, frameError(err)
 		}
 		tm.DecodeFrameMS = s.phase(phaseDecodeFrame, t0)
 		t1 := time.Now()
-		res, err := m.DecodeFrame(t.frame)
+		res, err := m.CloudTail(f)
 		if err != nil {
 			return nil, errInternal(err)
 		}
@@ -97,7 +98,8 @@ func (s *Server) execute(ctx context.Context, m *llava.Model, t *task, onText fu
 	if err := ctx.Err(); err != nil {
 		return nil, s.stopped(ctx, t.endpoint)
 	}
-	if e := checkContext(m, t.prompt, image); e != nil {
+	ids, e := checkContext(m, t.prompt, image)
+	if e != nil {
 		return nil, e
 	}
 	if hook := s.textHook; hook != nil {
@@ -111,7 +113,7 @@ func (s *Server) execute(ctx context.Context, m *llava.Model, t *task, onText fu
 			return err
 		}
 	}
-	res, err := m.Generate(ctx, llava.Request{Prompt: t.prompt, Image: image, MaxTokens: t.maxTokens,
+	res, err := m.Generate(ctx, llava.Request{Prompt: t.prompt, PromptIDs: ids, Image: image, MaxTokens: t.maxTokens,
 		Sampling: t.sampling, Stop: t.stop, OnText: onText})
 	switch {
 	case err != nil && (ctx.Err() != nil || errors.Is(err, errClientGone)):
@@ -138,9 +140,11 @@ func (s *Server) phase(name string, t0 time.Time) float64 {
 }
 
 // checkContext refuses a prompt that leaves no room to generate, which
-// Generate would report as an internal error.
-func checkContext(m *llava.Model, prompt llava.Prompt, image backend.Tensor) *APIError {
-	n := len(m.PromptIDs(prompt))
+// Generate would report as an internal error, and returns its ids, so that
+// Generate does not tokenize it again.
+func checkContext(m *llava.Model, prompt llava.Prompt, image backend.Tensor) ([]int32, *APIError) {
+	ids := m.PromptIDs(prompt)
+	n := len(ids)
 	if image != nil {
 		n += image.Shape()[0] - 1
 	}
@@ -148,9 +152,9 @@ func checkContext(m *llava.Model, prompt llava.Prompt, image backend.Tensor) *AP
 		n = ml // the original layout cuts the prompt there
 	}
 	if ctxLen := m.LLM.Config.MaxPositionEmbeddings; n >= ctxLen {
-		return errInvalid("context_length_exceeded", "the prompt takes %d positions; the model's context is %d", n, ctxLen)
+		return nil, errInvalid("context_length_exceeded", "the prompt takes %d positions; the model's context is %d", n, ctxLen)
 	}
-	return nil
+	return ids, nil
 }
 
 // stopped accounts for a task that stopped early, because the client went
