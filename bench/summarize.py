@@ -115,11 +115,20 @@ def edge_table(rows):
     return "\n".join(out)
 
 
+def peak_table(rows):
+    out = ["| vector | threads | register-loop FMA peak GFLOP/s |", "|---|---|---|"]
+    for r in rows:
+        if r["bench"] == "fmapeak":
+            out.append(f"| {r['isa']} | {r['threads']} | {r['gflops']:.1f} |")
+    return "\n".join(out)
+
+
 def main():
     rows = load(sys.argv[1])
     for r in rows:
-        if r["bench"] in ("machine", "load"):
+        if r["bench"] in ("machine", "load", "error"):
             print(f"- {r}")
+    print("\n### FMA peak (bench/peers/fmapeak.c)\n\n" + peak_table(rows))
     print("\n### GEMM\n" + gemm_table(rows))
     print("\n### Vision tower\n\n" + vit_table(rows))
     print("\n### Decode\n\n" + decode_table(rows))
