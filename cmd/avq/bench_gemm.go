@@ -16,8 +16,10 @@ type gemmShape struct {
 }
 
 // modelGemms are the products LLaVA-1.5 runs: the CLIP ViT-L/14-336 tower
-// (577 tokens), the projector and prefill over the 576 image tokens, and the
-// one-token decoding GEMVs of the 7B decoder and its LM head.
+// (577 tokens), the projector and prefill over the 576 image tokens, the
+// one-token decoding GEMVs of the 7B decoder and its LM head, and the
+// small-M products batched decoding runs (one row per sequence), between
+// the GEMV's bandwidth bound and the GEMM's compute bound.
 var modelGemms = []gemmShape{
 	{577, 1024, 1024, "vit q/k/v/o"},
 	{577, 4096, 1024, "vit fc1"},
@@ -27,6 +29,12 @@ var modelGemms = []gemmShape{
 	{1, 4096, 4096, "decode q/k/v/o"},
 	{1, 11008, 4096, "decode gate/up"},
 	{1, 32064, 4096, "decode lm_head"},
+	{8, 4096, 4096, "batched decode q/k/v/o ×8"},
+	{16, 4096, 4096, "batched decode q/k/v/o ×16"},
+	{32, 4096, 4096, "batched decode q/k/v/o ×32"},
+	{8, 11008, 4096, "batched decode gate/up ×8"},
+	{16, 11008, 4096, "batched decode gate/up ×16"},
+	{32, 11008, 4096, "batched decode gate/up ×32"},
 }
 
 // coldBytes is how much weight memory a GEMV rotates through, so that it
@@ -76,7 +84,7 @@ func gemmRow(b *cpu.CPU, o *benchOpts, s gemmShape, dt tensor.DType, threads int
 	fillRandom(x, 1, 1)
 	wBytes := s.n * s.k * dt.Size()
 	copies := 1
-	if s.m == 1 {
+	if s.m <= 32 { // decoding, batched or not: the weights stream from DRAM
 		copies = max(1, coldBytes/wBytes)
 	}
 	ws := make([]*tensor.Tensor, copies)
