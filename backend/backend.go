@@ -98,4 +98,13 @@ type Backend interface {
 	// Embed gathers rows of table [V, D] (any float dtype) into dst [len(ids), D].
 	// Ids are checked by the caller.
 	Embed(dst, table Tensor, ids []int32)
+	// Nearest is the codebook search of vector quantization: for each row t
+	// of x [N, D] (F32) it writes idx[t], the codebook row j of [K, D] (F32,
+	// F16 or BF16) with the smallest score s_j = norms_j − 2⟨x_t, e_j⟩ in
+	// fp32, ties to the smallest j; best[t] = that score; and, unless margin
+	// is nil, margin[t] = the second-best score minus it (+Inf when K = 1).
+	// The dot products are MatMul's, in row blocks, so no N × K score matrix
+	// is held whole or leaves the backend. norms and the three results are
+	// host data: K and N values, small next to the scores.
+	Nearest(idx []int32, best, margin []float32, x, codebook Tensor, norms []float32)
 }

@@ -51,8 +51,8 @@ func (m *Module) DLPIn(b backend.Backend, z backend.Tensor) backend.Tensor {
 
 // Quantize maps features z [N, D] (the site's output) to codebook indices:
 // U = DLP_in(z), then i_t = argmin_j ‖e_j‖² − 2⟨U_t, e_j⟩ in fp32, ties to the
-// smallest index. The scores come from one backend.MatMul of U against the
-// codebook plus the cached norm vector; the argmin runs per token in parallel.
+// smallest index, by the backend's Nearest op over U, the codebook and the
+// cached norm vector.
 func (m *Module) Quantize(b backend.Backend, z backend.Tensor) (*Quantized, error) {
 	n, err := m.rows(z)
 	if err != nil {
@@ -110,55 +110,12 @@ func (m *Module) Residual(b backend.Backend, zout backend.Tensor) backend.Tensor
 	return out
 }
 
-// scoreBudget bounds the [rows, K] score block one MatMul writes (16 MiB of
-// fp32), so that k-means over many points never holds N·K scores. One image
-// at ViT-L/14-336 size (577 tokens, K = 4096) fits in a single MatMul.
-const scoreBudget = 1 << 22
-
 // nearest writes, for each row t of x [n, D], the index of the code with the
 // smallest score s_j = norms_j − 2⟨x_t, e_j⟩ (fp32, ties to the smallest j),
-// that score, and (when margin is not nil) the second-best score minus it.
+// that score, and (when margin is not nil) the second-best score minus it:
+// the backend's Nearest op.
 func nearest(b backend.Backend, x backend.Tensor, n int, codebook backend.Tensor, norms []float32, idx []int32, best, margin []float32) {
-	k := len(norms)
-	chunk := max(1, min(n, scoreBudget/k))
-	scores := b.New(chunk, k)
-	host := make([]float32, chunk*k)
-	threads := threadsOf(b)
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(n, lo+chunk)
-		s := scores
-		if hi-lo != chunk {
-			s = b.Rows(scores, 0, hi-lo)
-		}
-		b.MatMul(s, b.Rows(x, lo, hi), codebook, nil)
-		h := host[:(hi-lo)*k]
-		b.Read(h, s)
-		parallelFor(threads, hi-lo, k, func(r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				i, s1, s2 := argmin2(h[r*k:(r+1)*k], norms)
-				idx[lo+r], best[lo+r] = i, s1
-				if margin != nil {
-					margin[lo+r] = s2 - s1
-				}
-			}
-		})
-	}
-}
-
-// argmin2 returns the index and value of the smallest score
-// norms_j − 2·dots_j and the second smallest (+Inf when there is one code).
-func argmin2(dots, norms []float32) (int32, float32, float32) {
-	bi := int32(0)
-	s1, s2 := float32(math.Inf(1)), float32(math.Inf(1))
-	for j, g := range dots {
-		s := norms[j] - 2*g
-		if s < s1 {
-			bi, s1, s2 = int32(j), s, s1
-		} else if s < s2 {
-			s2 = s
-		}
-	}
-	return bi, s1, s2
+	b.Nearest(idx, best, margin, b.Reshape(x, n, x.Shape().Numel()/max(n, 1)), codebook, norms)
 }
 
 // threadsOf is the backend's thread count when it reports one (the CPU

@@ -15,10 +15,7 @@ import (
 	"github.com/avq/avq/tensor"
 )
 
-var (
-	modules = []string{"block0_ln1", "block1_ln2"}
-	images  = []string{"square_336", "wide_640x360", "tall_200x500", "tiny_32x24", "rgba_300x220", "gray_260x180"}
-)
+var modules = []string{"block0_ln1", "block1_ln2"}
 
 // cases is the part of ref/vq/<module>/cases.json these tests read.
 type cases struct {

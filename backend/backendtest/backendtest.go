@@ -66,6 +66,7 @@ func Checks() []Check {
 		{"RoPE", checkRoPE},
 		{"Attention", checkAttention},
 		{"Embed", checkEmbed},
+		{"Nearest", checkNearest},
 		{"BadShapes", checkBadShapes},
 		{"Determinism", checkDeterminism},
 		{"Grad", checkGrad},
@@ -208,7 +209,7 @@ func checkLoad(c Config) error {
 		}
 	}
 	if _, err := b.Load(tensor.New(tensor.I32, 4)); err == nil {
-		return fmt.Errorf("Load of an I32 tensor as a weight did not fail")
+		return fmt.Errorf("loading an I32 tensor as a weight did not fail")
 	}
 	return nil
 }
@@ -629,6 +630,78 @@ func checkEmbed(c Config) error {
 	return nil
 }
 
+// checkNearest checks the codebook search: where float64 scores separate
+// the best code from the rest by more than the fp32 error of a score (a
+// dot product of D terms, doubled, plus the norm's rounding), the index must
+// be the reference's, and the score and margin within that error; exact
+// ties (duplicate codes) must go to the smallest index with margin 0.
+func checkNearest(c Config) error {
+	b := c.B
+	r := rng(13)
+	for _, dt := range weightTypes {
+		for _, s := range [][3]int{{1, 16, 1}, {5, 8, 3}, {577, 64, 256}, {40, 33, 1000}} {
+			n, d, k := s[0], s[1], s[2]
+			x := Randn(r, n*d)
+			wt, cb := Weight(Randn(r, k*d), dt, k, d)
+			if k >= 3 {
+				copy(cb[2*d:3*d], cb[d:2*d]) // codes 1 and 2 equal: a planted tie
+				wt, cb = Weight(cb, dt, k, d)
+				copy(x[:d], cb[d:2*d]) // row 0 sits on them
+			}
+			norms := make([]float32, k)
+			for j := range k {
+				v := 0.0
+				for e := range d {
+					v += float64(cb[j*d+e]) * float64(cb[j*d+e])
+				}
+				norms[j] = float32(v)
+			}
+			idx, best, margin := make([]int32, n), make([]float32, n), make([]float32, n)
+			b.Nearest(idx, best, margin, upload(b, x, n, d), load(b, wt), norms)
+			for t := range n {
+				sc, bound := make([]float64, k), make([]float64, k)
+				for j := range k {
+					dot, mag := 0.0, 0.0
+					for e := range d {
+						p := float64(x[t*d+e]) * float64(cb[j*d+e])
+						dot, mag = dot+p, mag+math.Abs(p)
+					}
+					sc[j] = float64(norms[j]) - 2*dot
+					bound[j] = 2*dotBound(d, mag) + 2*u*(math.Abs(float64(norms[j]))+2*math.Abs(dot))
+				}
+				i1, i2 := 0, -1
+				for j := 1; j < k; j++ {
+					if sc[j] < sc[i1] {
+						i1, i2 = j, i1
+					} else if i2 < 0 || sc[j] < sc[i2] {
+						i2 = j
+					}
+				}
+				what := fmt.Sprintf("Nearest %v N=%d D=%d K=%d row %d", dt, n, d, k, t)
+				if k >= 3 && t == 0 {
+					if idx[0] != 1 || margin[0] != 0 {
+						return fmt.Errorf("%s: tie between codes 1 and 2 gave index %d, margin %g; want 1 and 0", what, idx[0], margin[0])
+					}
+					continue
+				}
+				if k == 1 {
+					if idx[t] != 0 || !math.IsInf(float64(margin[t]), 1) {
+						return fmt.Errorf("%s: one code gave index %d, margin %g; want 0 and +Inf", what, idx[t], margin[t])
+					}
+					continue
+				}
+				if sc[i2]-sc[i1] > bound[i1]+bound[i2] && int(idx[t]) != i1 {
+					return fmt.Errorf("%s: index %d, reference %d (scores %g and %g apart by more than their error)", what, idx[t], i1, sc[i1], sc[i2])
+				}
+				if d := math.Abs(float64(best[t]) - sc[idx[t]]); !(d <= bound[idx[t]]) {
+					return fmt.Errorf("%s: best score %g, reference %g for that code", what, best[t], sc[idx[t]])
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // --- errors ------------------------------------------------------------------
 
 // panics runs f and reports whether it panicked with a "backend:" message
@@ -662,6 +735,7 @@ func checkBadShapes(c Config) error {
 		{"Attention", func() { b.Attention(b.New(3, 8), b.New(3, 8), b.New(3, 6), b.New(3, 6), 2, 2, false, 0) }},
 		{"Attention", func() { b.Attention(b.New(3, 8), b.New(3, 8), b.New(2, 8), b.New(2, 8), 2, 2, true, 0) }},
 		{"Embed", func() { b.Embed(b.New(2, 4), w, []int32{0}) }},
+		{"Nearest", func() { b.Nearest(make([]int32, 2), make([]float32, 2), nil, b.New(2, 3), w, make([]float32, 3)) }},
 		{"Copy", func() { b.Copy(b.New(2, 3), 1, b.New(2, 3)) }},
 		{"Write", func() { b.Write(b.New(2, 3), make([]float32, 5)) }},
 	}

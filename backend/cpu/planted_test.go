@@ -61,6 +61,31 @@ type droppedBias struct{ *CPU }
 
 func (p droppedBias) MatMul(dst, x, w, bias backend.Tensor) { p.CPU.MatMul(dst, x, w, nil) }
 
+// lastTie breaks ties in the codebook search towards the larger index.
+type lastTie struct{ *CPU }
+
+func (p lastTie) Nearest(idx []int32, best, margin []float32, x, codebook backend.Tensor, norms []float32) {
+	p.CPU.Nearest(idx, best, margin, x, codebook, norms)
+	cb := host(codebook).ToF32()
+	d := host(codebook).Dim(1)
+	for t := range idx {
+		for j := int(idx[t]) + 1; j < len(norms); j++ {
+			if slicesEqual(cb[j*d:(j+1)*d], cb[int(idx[t])*d:(int(idx[t])+1)*d]) {
+				idx[t] = int32(j)
+			}
+		}
+	}
+}
+
+func slicesEqual(a, b []float32) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // splitK sums the two halves of K separately and adds them: as accurate, but
 // another reduction order, as a thread-count-dependent split would be.
 type splitK struct{ *CPU }
@@ -102,6 +127,7 @@ func TestSuiteRejectsPlantedBugs(t *testing.T) {
 		{"LayerNorm with the unbiased variance", backendtest.Config{B: unbiasedLN{c}}, "LayerNorm"},
 		{"Attention rows off by one", backendtest.Config{B: shiftedAttention{c}}, "Attention"},
 		{"MatMul drops the bias", backendtest.Config{B: droppedBias{c}}, "MatMul"},
+		{"a tie in the codebook search goes to the larger index", backendtest.Config{B: lastTie{c}}, "Nearest"},
 		{"a variant sums K in another order", backendtest.Config{B: c, Variants: []backend.Backend{splitK{c}}}, "Determinism"},
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
