@@ -5,6 +5,7 @@ import (
 
 	"github.com/avq/avq/backend"
 	"github.com/avq/avq/nn"
+	"github.com/avq/avq/tensor"
 )
 
 // Model is the vision tower, or the part of it a role needs: the edge loads
@@ -58,6 +59,14 @@ func Load(w *nn.Weights, cfg Config, from, to Split) (*Model, error) {
 	}
 	if err := w.Err(); err != nil {
 		return nil, err
+	}
+	if pe := m.PositionEmbedding; pe != nil && pe.DType() != tensor.F32 {
+		// Added to every image as an F32 activation: widened once here,
+		// not copied per image.
+		b := w.Backend()
+		pos := b.New(pe.Shape()...)
+		b.Copy(pos, 0, pe)
+		m.PositionEmbedding = pos
 	}
 	return m, nil
 }
@@ -118,14 +127,12 @@ func (m *Model) Run(b backend.Backend, s *Stream, pixels []float32, from, to Spl
 // embed: x = [class; patches·Wᵀ] + pos, then x_0 = pre_layrnorm(x).
 func (m *Model) embed(b backend.Backend, s *Stream, pixels []float32) {
 	cfg := m.Config
-	t, d := cfg.Tokens(), cfg.HiddenSize
+	t := cfg.Tokens()
 	patches := b.New(t-1, cfg.NumChannels*cfg.PatchSize*cfg.PatchSize)
 	b.Write(patches, im2col(pixels, cfg))
 	b.Copy(s.X, 0, m.ClassEmbedding)
 	b.MatMul(b.Rows(s.X, 1, t), patches, m.PatchEmbedding, nil)
-	pos := b.New(t, d)
-	b.Copy(pos, 0, m.PositionEmbedding)
-	b.AddScaled(s.X, pos, 1)
+	b.AddScaled(s.X, m.PositionEmbedding, 1)
 	s.trace("embeddings", -1, s.X)
 	m.PreLayrnorm.Forward(b, s.X, s.X)
 }
