@@ -8,7 +8,7 @@ run this):
 
     avq synth --seed 1001 --count 6000 --out /data/train
     go run tokenize.go /data/train ../tiny-llava 3 /data/train/tokens.json
-    ./train.py /data/train /data/train/tokens.json OUT_DIR [MINUTES]
+    ./train.py /data/train /data/train/tokens.json OUT_DIR [MINUTES [INIT.safetensors [PEAK_LR]]]
 
 The model follows transformers' LlavaForConditionalGeneration as avq
 implements it: CLIP with pre_layrnorm, the features of the second-to-last
@@ -204,7 +204,15 @@ def save_safetensors(path, tensors):
 
 
 def export(model, out):
-    m, t = model, {}
+    t = {}
+    export_names(model, t)
+    os.makedirs(out, exist_ok=True)
+    save_safetensors(os.path.join(out, "model.safetensors"), t)
+    write_config(out)
+
+
+def export_names(model, t):
+    m = model
     vp = "vision_tower.vision_model."
     t[vp + "embeddings.class_embedding"] = m.vision.class_embedding
     t[vp + "embeddings.patch_embedding.weight"] = m.vision.patch_embedding.weight
@@ -231,8 +239,9 @@ def export(model, out):
             t[p + "self_attn." + n + ".weight"] = getattr(l, n).weight
         for n in ["gate_proj", "up_proj", "down_proj"]:
             t[p + "mlp." + n + ".weight"] = getattr(l, n).weight
-    os.makedirs(out, exist_ok=True)
-    save_safetensors(os.path.join(out, "model.safetensors"), t)
+
+
+def write_config(out):
     config = {
         "architectures": ["LlavaForConditionalGeneration"], "ignore_index": -100, "image_token_index": IMAGE_TOKEN,
         "model_type": "llava", "pad_token_id": 32001, "projector_hidden_act": "gelu", "tie_word_embeddings": False,
@@ -249,9 +258,35 @@ def export(model, out):
         json.dump(config, f, indent=2)
 
 
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = e["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(data[a:b], np.float16).reshape(e["shape"]).astype(np.float32))
+    return out
+
+
+def init_from(model, path):
+    """Continues from an exported checkpoint (the auxiliary heads start anew)."""
+    saved = load_safetensors(path)
+    probe = {}
+    export_names(model, probe)
+    for name, param in probe.items():
+        with torch.no_grad():
+            param.copy_(saved[name])
+
+
 def main():
     set_dir, tokens, out = sys.argv[1], sys.argv[2], sys.argv[3]
     minutes = float(sys.argv[4]) if len(sys.argv) > 4 else 60
+    init = sys.argv[5] if len(sys.argv) > 5 else None
+    peak_lr = float(sys.argv[6]) if len(sys.argv) > 6 else 1e-3
     samples = json.load(open(tokens))
     scenes = {s["image"]: s for s in json.load(open(os.path.join(set_dir, "scenes.json")))}
     t0 = time.time()
@@ -259,6 +294,9 @@ def main():
     print(f"loaded {len(images)} images in {time.time() - t0:.0f}s", flush=True)
     targets = [aux_targets(scenes[s["image"]]) for s in samples]
     model = Model()
+    if init:
+        init_from(model, init)
+        print(f"continuing from {init}", flush=True)
     params = [p for p in model.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
     batch, warm = 8, 150
@@ -304,7 +342,7 @@ def main():
             F.cross_entropy(ch.reshape(-1, ch.shape[-1]), tch.reshape(-1))
         frac = min(1.0, (time.time() - start) / (minutes * 60))
         loss = loss_lm + (1.0 - 0.7 * frac) * loss_aux
-        lr = 1e-3 * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = peak_lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
