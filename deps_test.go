@@ -12,7 +12,8 @@ import (
 
 const module = "github.com/avq/avq"
 
-// layers is the import policy of DEVELOPERS.md: a package may import the
+// layers is the import policy of docs/architecture.md ("Layers"), which
+// shows the same table: a package may import the
 // packages of the layers above its own (lower index), never its own layer's
 // siblings nor anything below. internal/testutil is for tests only.
 var layers = [][]string{

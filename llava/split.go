@@ -10,7 +10,7 @@ import (
 	"github.com/avq/avq/vq"
 )
 
-// The AlignedVQ split (../shared/spec/alignedvq.md). The edge head runs the
+// The AlignedVQ split (docs/alignedvq-contract.md). The edge head runs the
 // tower from the pixels to the module's split point, applies DLP_in and the
 // codebook search, and packs the indices into a frame. The cloud tail decodes
 // a frame, looks the codes up and applies DLP_out, rebuilds the residual

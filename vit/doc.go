@@ -13,7 +13,7 @@
 // A point in that computation is a Split (block, site): ln1, attn, ln2, ffn,
 // in this order within a block. Run executes the segments between two points,
 // so the edge runs from the pixels to a split and the cloud resumes from it;
-// see ../shared/spec/alignedvq.md.
+// see docs/alignedvq-contract.md.
 //
 // Allowed imports: the standard library, tensor, backend and nn.
 package vit

@@ -1,5 +1,5 @@
 // Package vq is the AlignedVQ module of arXiv 2411.05961 (the contract is
-// shared/spec/alignedvq.md): it loads and validates a module file, quantizes
+// docs/alignedvq-contract.md): it loads and validates a module file, quantizes
 // split-site features on the edge (DLP_in, then the nearest codebook entry),
 // rebuilds them in the cloud (codebook lookup, DLP_out, the residual affine or
 // the inverted LayerNorm), carries the indices in a checked wire frame, and
