@@ -739,6 +739,18 @@ func checkBadShapes(c Config) error {
 		{"Copy", func() { b.Copy(b.New(2, 3), 1, b.New(2, 3)) }},
 		{"Write", func() { b.Write(b.New(2, 3), make([]float32, 5)) }},
 	}
+	if g, ok := b.(backend.Grad); ok {
+		cases = append(cases, []struct {
+			op string
+			f  func()
+		}{
+			{"MatMulNN", func() { g.MatMulNN(b.New(2, 4), b.New(2, 5), w, false) }},
+			{"LayerNormBackward", func() { g.LayerNormBackward(b.New(2, 4), b.New(2, 4), b.New(2, 4), b.New(5), 1e-5) }},
+			{"AttentionBackward", func() {
+				g.AttentionBackward(b.New(3, 8), b.New(3, 8), b.New(3, 8), b.New(3, 8), b.New(3, 8), b.New(3, 6), b.New(3, 8), 2)
+			}},
+		}...)
+	}
 	for _, cs := range cases {
 		if err := panics(cs.op, cs.f); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"sync"
 
@@ -40,12 +41,12 @@ var gemmTasks = sync.Pool{New: func() any { return new(gemm) }}
 func (c *CPU) MatMulNN(dst, x, w backend.Tensor, acc bool) {
 	ws := host(w).Shape()
 	if len(ws) != 2 {
-		panic("backend: MatMulNN weight must be 2-D")
+		mismatch("MatMulNN", "the weight must be 2-D", "x", x, "w", w)
 	}
 	xs, ds := f32(x), f32(dst)
 	k, n := ws[0], ws[1]
 	if k == 0 || len(xs)%k != 0 || len(ds) != len(xs)/k*n {
-		panic("backend: MatMulNN shapes disagree")
+		mismatch("MatMulNN", "shapes disagree", "dst", dst, "x", x, "w", w)
 	}
 	p := gemm{a: xs, lda: k, ldb: n, c: ds, ldc: n, m: len(xs) / k, n: n, k: k, acc: acc, alpha: 1}
 	switch wt := host(w); wt.DType() {
@@ -54,7 +55,7 @@ func (c *CPU) MatMulNN(dst, x, w backend.Tensor, acc bool) {
 	case tensor.F16, tensor.BF16: // widened while packing, as the forward packs them
 		p.b16, p.bf16 = wt.U16(), wt.DType() == tensor.BF16
 	default:
-		panic("backend: MatMulNN weight must be F32, F16 or BF16")
+		mismatch("MatMulNN", "the weight must be F32, F16 or BF16", "w", w)
 	}
 	c.parallelGemm(p)
 }
@@ -63,7 +64,7 @@ func (c *CPU) MatMulTN(dst, a, x backend.Tensor, acc bool) {
 	as, xs, ds := f32(a), f32(x), f32(dst)
 	n, k := lastDim(a), lastDim(x)
 	if n == 0 || k == 0 || len(as)/n != len(xs)/k || len(ds) != n*k {
-		panic("backend: MatMulTN shapes disagree")
+		mismatch("MatMulTN", "shapes disagree", "dst", dst, "a", a, "x", x)
 	}
 	// dst[N,K] = aᵀ·x: the product's A is aᵀ (rows of a are its columns),
 	// its inner dimension the M rows of a and x.
@@ -196,7 +197,7 @@ func (c *CPU) LayerNormBackward(dx, dy, x, w backend.Tensor, eps float32) {
 	dxs, dys, xs, ws := f32(dx), f32(dy), f32(x), f32(w)
 	n := len(ws)
 	if n == 0 || lastDim(x) != n || len(dys) != len(xs) || len(dxs) != len(xs) {
-		panic("backend: LayerNormBackward shapes disagree")
+		mismatch("LayerNormBackward", "shapes disagree", "dx", dx, "dy", dy, "x", x, "w", w)
 	}
 	rows := len(xs) / n
 	c.pool.parallel(rows, c.pool.grainFor(rows, max(1, 4096/n)), rowsTask(func(lo, hi int, _ *scratch) {
@@ -234,7 +235,7 @@ func (c *CPU) RMSNormBackward(dx, dy, x, w backend.Tensor, eps float32) {
 	dxs, dys, xs, ws := f32(dx), f32(dy), f32(x), f32(w)
 	n := len(ws)
 	if n == 0 || lastDim(x) != n || len(dys) != len(xs) || len(dxs) != len(xs) {
-		panic("backend: RMSNormBackward shapes disagree")
+		mismatch("RMSNormBackward", "shapes disagree", "dx", dx, "dy", dy, "x", x, "w", w)
 	}
 	rows := len(xs) / n
 	c.pool.parallel(rows, c.pool.grainFor(rows, max(1, 4096/n)), rowsTask(func(lo, hi int, _ *scratch) {
@@ -258,7 +259,7 @@ func (c *CPU) RMSNormBackward(dx, dy, x, w backend.Tensor, eps float32) {
 func (c *CPU) ActivateBackward(dx, dy, x backend.Tensor, f backend.Activation) {
 	dxs, dys, xs := f32(dx), f32(dy), f32(x)
 	if len(dxs) != len(xs) || len(dys) != len(xs) {
-		panic("backend: ActivateBackward shapes disagree")
+		mismatch("ActivateBackward", "shapes disagree", "dx", dx, "dy", dy, "x", x)
 	}
 	var df func(x float64) float64
 	sigmoidGrad := func(a float64) func(x float64) float64 { // d/dx x·σ(ax) = σ(ax)·(1 + ax·(1 − σ(ax)))
@@ -304,17 +305,17 @@ func (c *CPU) attentionBackward(dq, dk, dv, dout, q, k, v backend.Tensor, heads,
 	qs, ks, vs := f32(q), f32(k), f32(v)
 	qd := lastDim(q)
 	if heads <= 0 || kvHeads <= 0 || heads%kvHeads != 0 || qd%heads != 0 {
-		panic("backend: AttentionBackward head counts disagree")
+		mismatch("AttentionBackward", fmt.Sprintf("%d heads, %d kv heads", heads, kvHeads), "q", q, "k", k)
 	}
 	d := qd / heads
 	kd := kvHeads * d
 	if lastDim(k) != kd || lastDim(v) != kd || len(ks) != len(vs) || len(dqs) != len(qs) || len(dos) != len(qs) ||
 		len(dks) != len(ks) || len(dvs) != len(vs) {
-		panic("backend: AttentionBackward shapes disagree")
+		mismatch("AttentionBackward", "shapes disagree", "q", q, "k", k, "v", v, "dout", dout, "dq", dq, "dk", dk, "dv", dv)
 	}
 	tq, tk := len(qs)/qd, len(ks)/kd
 	if causal && tq != tk {
-		panic("backend: causal AttentionBackward needs as many keys as queries")
+		mismatch("AttentionBackward", "causal needs as many keys as queries", "q", q, "k", k)
 	}
 	if tq == 0 || tk == 0 {
 		return
