@@ -224,3 +224,13 @@ func (r *bitReader) decode(t *huffTable) (sym int32, ok bool) {
 	r.consume(uint(l))
 	return int32(t.vals[(t.valptr[l]+code)&0xff]), true
 }
+
+// eobRun reads the length of an end-of-band run coded EOBr: 2^r plus r more
+// bits.
+func (r *bitReader) eobRun(n int) int32 {
+	run := int32(1) << n
+	if n > 0 {
+		run += r.bits(uint(n))
+	}
+	return run
+}

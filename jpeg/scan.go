@@ -322,11 +322,7 @@ func (d *decoder) decodeProgressive(blk *[64]int16, sc *scan, ci int) bool {
 			r, s := int(rs>>4), rs&15
 			if s == 0 {
 				if r != 15 {
-					d.eobrun = 1 << r
-					if r > 0 {
-						d.eobrun += br.bits(uint(r))
-					}
-					d.eobrun--
+					d.eobrun = br.eobRun(r) - 1 // this block ends the run's first
 					break
 				}
 				k += 15
@@ -377,10 +373,7 @@ func (d *decoder) refineAC(blk *[64]int16, sc *scan) bool {
 					v = p1
 				}
 			} else if r != 15 {
-				d.eobrun = 1 << r
-				if r > 0 {
-					d.eobrun += br.bits(uint(r))
-				}
+				d.eobrun = br.eobRun(int(r))
 				break
 			}
 			for k <= sc.se {
