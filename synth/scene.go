@@ -31,8 +31,14 @@ var palette = map[string][3]float64{
 	"orange": {240, 135, 30},
 }
 
-// codeAlphabet omits the characters small print confuses (I/1, O/0).
-const codeAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+// A code alternates letters and digits, omitting the characters small print
+// confuses (I/1, O/0). Alternation keeps every character its own token in
+// LLaMA's SentencePiece vocabulary, which merges runs of capitals ("SM"),
+// so reading a code is reading its characters, not guessing merges.
+const (
+	codeLetters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+	codeDigits  = "23456789"
+)
 
 // Object is one shape in a scene, centred at (X, Y) with radius R pixels.
 type Object struct {
@@ -66,7 +72,11 @@ func NewScene(seed uint64, id int) *Scene {
 	n := 3 + r.IntN(2)
 	code := make([]byte, n)
 	for i := range code {
-		code[i] = codeAlphabet[r.IntN(len(codeAlphabet))]
+		set := codeLetters
+		if i%2 == 1 {
+			set = codeDigits
+		}
+		code[i] = set[r.IntN(len(set))]
 	}
 	s.Code = string(code)
 	face := basicfont.Face7x13

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/avq/avq/eval"
+	"github.com/avq/avq/internal/testutil"
+	"github.com/avq/avq/tokenizer"
 )
 
 func TestSameSeedSameBytes(t *testing.T) {
@@ -136,6 +138,26 @@ func TestSetLoadsAsVQAv2(t *testing.T) {
 		}
 		if len(it.Answers) != 10 || it.QuestionType == "" {
 			t.Fatalf("question %s: %d answers, type %q", it.QuestionID, len(it.Answers), it.QuestionType)
+		}
+	}
+}
+
+// A code is read as its characters: LLaMA's SentencePiece vocabulary must
+// give each one its own token after "ASSISTANT:", or the model would have to
+// learn merges ("SM") instead of reading.
+func TestCodesTokenizeCharacterByCharacter(t *testing.T) {
+	tok, err := tokenizer.Load(testutil.Testdata("tiny-llava"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range 2000 {
+		code := NewScene(5, id).Code
+		if got := tok.Encode(code, false); len(got) != len(code) {
+			pieces := make([]string, len(got))
+			for i, g := range got {
+				pieces[i] = tok.Piece(g)
+			}
+			t.Fatalf("scene %d: code %q is %d tokens %q, want one per character", id, code, len(got), pieces)
 		}
 	}
 }
